@@ -1,0 +1,156 @@
+"""Find class folders, image files, masks and metadata under a dataset root.
+
+Two layouts are read: the Kaggle COVID-19 Radiography Database (``CLASS/images/*.png`` with
+optional ``CLASS/masks/*.png`` of the same name) and the plain ``CLASS/*.png`` layout. An
+optional ``metadata.csv`` (path, label, patient_id, source) adds patient ids and sources.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cxrdata._classes import CLASSES, canonical_class, did_you_mean
+from cxrdata._decode import IMAGE_SUFFIXES
+from cxrdata._errors import DatasetError
+
+__all__ = ["Candidate", "Layout", "find_layout", "printable", "read_metadata"]
+
+METADATA_NAME = "metadata.csv"
+
+
+def printable(text: str) -> str:
+    """A file name as it can be printed, even when it is not valid UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file found in a class folder, before it is decoded."""
+
+    path: Path
+    label: str
+    mask: Path | None
+
+
+@dataclass
+class Layout:
+    """What the folder walk found: candidate images and everything it set aside."""
+
+    root: Path
+    kind: str
+    class_folders: dict[str, str]
+    unknown_folders: list[str]
+    candidates: list[Candidate] = field(default_factory=list)
+    rejected: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_root(root: Path) -> None:
+    if not root.exists():
+        raise DatasetError(f"The dataset root must be an existing folder, but '{root}' does not exist.")
+    if not root.is_dir():
+        raise DatasetError(
+            f"The dataset root must be a folder holding one folder per class, but '{root}' is a file."
+        )
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _resolve_root(root: Path) -> tuple[Path, list[str]]:
+    """Step into a lone wrapper folder (the Kaggle zip unpacks into one)."""
+    subdirs = _subdirs(root)
+    if not any(canonical_class(d.name) for d in subdirs) and len(subdirs) == 1:
+        inner = subdirs[0]
+        if any(canonical_class(d.name) for d in _subdirs(inner)):
+            return inner, [f"Read the class folders inside '{inner.name}/'."]
+    return root, []
+
+
+def _class_folders(root: Path) -> tuple[dict[str, Path], list[str]]:
+    found: dict[str, Path] = {}
+    unknown: list[str] = []
+    for folder in _subdirs(root):
+        label = canonical_class(folder.name)
+        if label is None:
+            unknown.append(folder.name)
+        elif label in found:
+            raise DatasetError(
+                f"Each class must have one folder, but '{found[label].name}' and '{folder.name}' "
+                f"both name the class {label!r}."
+            )
+        else:
+            found[label] = folder
+    if not found:
+        names = ", ".join(repr(printable(u)) for u in unknown) or "none"
+        hints = "".join(did_you_mean(u, CLASSES) for u in unknown[:3])
+        raise DatasetError(
+            f"The dataset root must hold class folders named {', '.join(repr(c) for c in CLASSES)} "
+            f"(case, spaces and underscores ignored), but '{root}' holds: {names}.{hints}"
+        )
+    return found, unknown
+
+
+def _files(folder: Path, layout: Layout, label: str, masks: Path | None) -> None:
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            if path.name not in ("images", "masks"):
+                layout.notes.append(f"Ignored the sub-folder '{printable(str(path.relative_to(layout.root)))}'.")
+            continue
+        try:
+            path.name.encode("utf-8")
+        except UnicodeEncodeError:
+            layout.rejected.append((path, "file name is not valid UTF-8 (rename the file to include it)"))
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            layout.rejected.append((path, f"not a PNG or JPEG file name (suffix {path.suffix or 'none'!r})"))
+            continue
+        mask = masks / path.name if masks is not None and (masks / path.name).is_file() else None
+        layout.candidates.append(Candidate(path, label, mask))
+
+
+def find_layout(root: str | Path) -> Layout:
+    """Walk ``root`` and list every candidate image with its class and mask."""
+    root = Path(root)
+    _check_root(root)
+    root, notes = _resolve_root(root)
+    folders, unknown = _class_folders(root)
+    kaggle = any((f / "images").is_dir() for f in folders.values())
+    layout = Layout(
+        root=root,
+        kind="kaggle" if kaggle else "plain",
+        class_folders={label: f.name for label, f in folders.items()},
+        unknown_folders=unknown,
+        notes=notes,
+    )
+    for label, folder in folders.items():
+        images = folder / "images"
+        if images.is_dir():
+            masks = folder / "masks"
+            _files(images, layout, label, masks if masks.is_dir() else None)
+        else:
+            _files(folder, layout, label, None)
+    return layout
+
+
+def read_metadata(path: Path) -> dict[str, dict[str, str]]:
+    """Read a metadata CSV into ``{relative path: row}``; only the ``path`` column is required."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            if "path" not in columns:
+                raise DatasetError(
+                    f"The metadata CSV must have a 'path' column, but '{path}' has the columns: "
+                    f"{', '.join(repr(c) for c in columns) or 'none'}."
+                )
+            rows: dict[str, dict[str, str]] = {}
+            for row in reader:
+                clean = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                rows[clean["path"].replace("\\", "/").removeprefix("./")] = clean
+            return rows
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"The metadata CSV must be UTF-8 text, but '{path}' is not ({exc.reason}).") from None

@@ -1,0 +1,218 @@
+"""The manifest: every usable image of a dataset with its label, mask, patient and hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from cxrdata._classes import Scheme
+from cxrdata._decode import decode_mask, image_info
+from cxrdata._errors import DatasetError, ImageDecodeError
+from cxrdata._layout import METADATA_NAME, Candidate, find_layout, printable, read_metadata
+
+__all__ = ["Entry", "Excluded", "Manifest", "scan"]
+
+# Below this many files the progress bar is noise.
+_PROGRESS_MIN_FILES = 500
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One usable image. Paths are POSIX and relative to the manifest's root."""
+
+    path: str
+    label: str
+    mask: str | None
+    patient_id: str | None
+    source: str | None
+    sha256: str
+    phash: str
+    dhash: str
+    width: int
+    height: int
+    mode: str
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """A file left out of the manifest, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Manifest:
+    """Everything :func:`scan` learnt about a dataset."""
+
+    root: Path
+    layout: str
+    entries: tuple[Entry, ...]
+    excluded: tuple[Excluded, ...]
+    class_folders: dict[str, str]
+    unknown_folders: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of every image's path, label, content and patient: changes when the data does."""
+        digest = hashlib.sha256()
+        for e in sorted(self.entries, key=lambda e: e.path):
+            digest.update(f"{e.path}\t{e.label}\t{e.sha256}\t{e.patient_id or ''}\t{e.mask or ''}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def counts(self) -> dict[str, int]:
+        """Images per canonical class, in the order the classes were found."""
+        return dict(Counter(e.label for e in self.entries))
+
+    def check_scheme(self, scheme: Scheme) -> None:
+        """Fail when the scheme needs a class this dataset has no images of."""
+        scheme.check_available(list(self.counts()), [*self.class_folders.values(), *self.unknown_folders])
+
+    def labels(self, scheme: Scheme) -> np.ndarray:
+        """Scheme label per entry; -1 where the scheme leaves the class out."""
+        self.check_scheme(scheme)
+        return np.array([-1 if (i := scheme.label_of(e.label)) is None else i for e in self.entries], dtype=np.int64)
+
+    def paths(self, indices: Sequence[int] | np.ndarray | None = None) -> list[Path]:
+        """Absolute image paths, for all entries or the given indices."""
+        chosen = self.entries if indices is None else [self.entries[int(i)] for i in indices]
+        return [self.root / e.path for e in chosen]
+
+    def mask_paths(self, indices: Sequence[int] | np.ndarray | None = None) -> list[Path | None]:
+        chosen = self.entries if indices is None else [self.entries[int(i)] for i in indices]
+        return [None if e.mask is None else self.root / e.mask for e in chosen]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "root": str(self.root),
+                "layout": self.layout,
+                "fingerprint": self.fingerprint,
+                "entries": [asdict(e) for e in self.entries],
+                "excluded": [asdict(x) for x in self.excluded],
+                "class_folders": self.class_folders,
+                "unknown_folders": list(self.unknown_folders),
+                "notes": list(self.notes),
+            }
+        )
+
+
+def _hex(hash_: imagehash.ImageHash) -> str:
+    return str(hash_)
+
+
+def _inspect(candidate: Candidate) -> tuple[dict[str, object] | None, str | None, str | None]:
+    """Decode one candidate: (entry fields, image error, mask error)."""
+    try:
+        raw = candidate.path.read_bytes()
+        rgb, mode = image_info(candidate.path)
+    except ImageDecodeError as exc:
+        return None, str(exc), None
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})", None
+    gray = Image.fromarray(rgb).convert("L")
+    fields: dict[str, object] = {
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "phash": _hex(imagehash.phash(gray)),
+        "dhash": _hex(imagehash.dhash(gray)),
+        "width": rgb.shape[1],
+        "height": rgb.shape[0],
+        "mode": mode,
+        "mask": candidate.mask,
+    }
+    mask_error = None
+    if candidate.mask is not None:
+        try:
+            if not decode_mask(candidate.mask).any():
+                mask_error = "mask is empty (no lung pixel)"
+        except (ImageDecodeError, OSError) as exc:
+            mask_error = f"mask {exc}"
+        if mask_error is not None:
+            fields["mask"] = None
+    return fields, None, mask_error
+
+
+def _relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def scan(
+    root: str | Path,
+    *,
+    metadata: str | Path | None = None,
+    progress: bool = False,
+    threads: int = 4,
+) -> Manifest:
+    """Read a dataset folder into a :class:`Manifest`.
+
+    Every candidate image is decoded once here, so corrupt files are found before any
+    training starts. Files that cannot be used are listed in ``Manifest.excluded`` with the
+    reason; only a dataset with no usable class folder raises :class:`DatasetError`.
+    """
+    layout = find_layout(root)
+    meta_path = Path(metadata) if metadata is not None else layout.root / METADATA_NAME
+    if metadata is not None and not meta_path.is_file():
+        raise DatasetError(f"The metadata CSV must be an existing file, but '{meta_path}' does not exist.")
+    rows = read_metadata(meta_path) if meta_path.is_file() else {}
+    notes = list(layout.notes)
+    excluded = [Excluded(printable(_relative(p, layout.root)), reason) for p, reason in layout.rejected]
+
+    show = progress and len(layout.candidates) >= _PROGRESS_MIN_FILES
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        results = list(
+            tqdm(
+                pool.map(_inspect, layout.candidates),
+                total=len(layout.candidates),
+                desc="Reading images",
+                unit="img",
+                disable=not show,
+            )
+        )
+
+    entries: list[Entry] = []
+    label_conflicts = 0
+    for candidate, (fields, error, mask_error) in zip(layout.candidates, results, strict=True):
+        rel = _relative(candidate.path, layout.root)
+        if fields is None:
+            excluded.append(Excluded(rel, error or "unreadable"))
+            continue
+        if mask_error is not None and candidate.mask is not None:
+            excluded.append(Excluded(_relative(candidate.mask, layout.root), mask_error))
+        row = rows.pop(rel, {})
+        if row.get("label") and row["label"] != candidate.label:
+            label_conflicts += 1
+        mask = fields.pop("mask")
+        entries.append(
+            Entry(
+                path=rel,
+                label=candidate.label,
+                mask=None if mask is None else _relative(Path(str(mask)), layout.root),
+                patient_id=row.get("patient_id") or None,
+                source=row.get("source") or None,
+                **fields,  # type: ignore[arg-type]
+            )
+        )
+    if label_conflicts:
+        notes.append(f"{label_conflicts} metadata row(s) give a label other than the class folder; the folder wins.")
+    if rows and meta_path.is_file():
+        notes.append(f"{len(rows)} metadata row(s) name files that were not found or not usable.")
+    return Manifest(
+        root=layout.root,
+        layout=layout.kind,
+        entries=tuple(entries),
+        excluded=tuple(excluded),
+        class_folders=layout.class_folders,
+        unknown_folders=tuple(layout.unknown_folders),
+        notes=tuple(notes),
+    )
