@@ -73,7 +73,7 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
             f"`train > 0, val > 0 and test >= 0` must hold, but got (train={train}, val={val}, test={test})."
         )
     if not math.isclose(train + val + test, 1.0, abs_tol=1e-6):
-        raise ValueError(f"`train + val + test == 1` must hold, but got {train} + {val} + {test} = {train + val + test}.")
+        raise ValueError(f"`train + val + test == 1` must hold, but got {train:g} + {val:g} + {test:g} = {train + val + test:g}.")
     return train, val, test
 
 
