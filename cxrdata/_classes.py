@@ -112,7 +112,12 @@ SCHEMES: dict[str, Scheme] = {
     "three": Scheme("three", ((COVID, (COVID,)), (NORMAL, (NORMAL,)), (VIRAL_PNEUMONIA, (VIRAL_PNEUMONIA,)))),
     "four": Scheme(
         "four",
-        ((COVID, (COVID,)), (NORMAL, (NORMAL,)), (LUNG_OPACITY, (LUNG_OPACITY,)), (VIRAL_PNEUMONIA, (VIRAL_PNEUMONIA,))),
+        (
+            (COVID, (COVID,)),
+            (NORMAL, (NORMAL,)),
+            (LUNG_OPACITY, (LUNG_OPACITY,)),
+            (VIRAL_PNEUMONIA, (VIRAL_PNEUMONIA,)),
+        ),
     ),
 }
 

@@ -89,7 +89,8 @@ def decode_image(path: str | Path) -> np.ndarray:
 def decode_mask(path: str | Path) -> np.ndarray:
     """Return a lung mask as a ``(height, width)`` bool array (any non-black pixel is lung)."""
     rgb = decode_image(path)
-    return rgb.max(axis=2) > 127
+    lung: np.ndarray = rgb.max(axis=2) > 127
+    return lung
 
 
 def image_info(path: str | Path) -> tuple[np.ndarray, str]:

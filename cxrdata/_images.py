@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -82,7 +81,9 @@ def _one(args: tuple[Path, Path | None, int, float]) -> tuple[np.ndarray | None,
             # Masks may come at another resolution (Kaggle's are 256 px for 299 px images):
             # stretch to the image first so the same crop box cuts both.
             lung_img = Image.fromarray(lung).resize((rgb.shape[1], rgb.shape[0]), Image.Resampling.NEAREST)
-            mask = (np.asarray(_resize(np.asarray(lung_img), size, crop, Image.Resampling.NEAREST)) > 127).astype(np.uint8)
+            mask = (np.asarray(_resize(np.asarray(lung_img), size, crop, Image.Resampling.NEAREST)) > 127).astype(
+                np.uint8
+            )
         except (ImageDecodeError, OSError):
             mask = None
     return image, mask, None
@@ -125,7 +126,7 @@ def _save(arrays: ImageArrays, folder: Path) -> None:
     np.savez(staging / "flags.npz", has_mask=arrays.has_mask, valid=arrays.valid)
     (staging / "failures.json").write_text(json.dumps(arrays.failures))
     try:
-        os.rename(staging, folder)
+        staging.rename(folder)
     except OSError:  # another worker got there first with the same content
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -51,9 +51,7 @@ def _check_root(root: Path) -> None:
     if not root.exists():
         raise DatasetError(f"The dataset root must be an existing folder, but '{root}' does not exist.")
     if not root.is_dir():
-        raise DatasetError(
-            f"The dataset root must be a folder holding one folder per class, but '{root}' is a file."
-        )
+        raise DatasetError(f"The dataset root must be a folder holding one folder per class, but '{root}' is a file.")
 
 
 def _subdirs(folder: Path) -> list[Path]:

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from cxrdata._classes import Scheme
+from cxrdata._classes import Scheme, canonical_class
 from cxrdata._decode import decode_mask, image_info
 from cxrdata._errors import DatasetError, ImageDecodeError
 from cxrdata._layout import METADATA_NAME, Candidate, find_layout, printable, read_metadata
@@ -108,12 +108,28 @@ class Manifest:
         )
 
 
-def _hex(hash_: imagehash.ImageHash) -> str:
-    return str(hash_)
+@dataclass(frozen=True)
+class _Decoded:
+    """What reading one candidate taught us; ``mask`` is dropped when the mask is unusable."""
+
+    sha256: str
+    phash: str
+    dhash: str
+    width: int
+    height: int
+    mode: str
+    mask: Path | None
 
 
-def _inspect(candidate: Candidate) -> tuple[dict[str, object] | None, str | None, str | None]:
-    """Decode one candidate: (entry fields, image error, mask error)."""
+def _mask_problem(mask: Path) -> str | None:
+    try:
+        return None if decode_mask(mask).any() else "mask is empty (no lung pixel)"
+    except (ImageDecodeError, OSError) as exc:
+        return f"mask {exc}"
+
+
+def _inspect(candidate: Candidate) -> tuple[_Decoded | None, str | None, str | None]:
+    """Decode one candidate: (what it holds, image error, mask error)."""
     try:
         raw = candidate.path.read_bytes()
         rgb, mode = image_info(candidate.path)
@@ -122,25 +138,17 @@ def _inspect(candidate: Candidate) -> tuple[dict[str, object] | None, str | None
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})", None
     gray = Image.fromarray(rgb).convert("L")
-    fields: dict[str, object] = {
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "phash": _hex(imagehash.phash(gray)),
-        "dhash": _hex(imagehash.dhash(gray)),
-        "width": rgb.shape[1],
-        "height": rgb.shape[0],
-        "mode": mode,
-        "mask": candidate.mask,
-    }
-    mask_error = None
-    if candidate.mask is not None:
-        try:
-            if not decode_mask(candidate.mask).any():
-                mask_error = "mask is empty (no lung pixel)"
-        except (ImageDecodeError, OSError) as exc:
-            mask_error = f"mask {exc}"
-        if mask_error is not None:
-            fields["mask"] = None
-    return fields, None, mask_error
+    mask_error = None if candidate.mask is None else _mask_problem(candidate.mask)
+    decoded = _Decoded(
+        sha256=hashlib.sha256(raw).hexdigest(),
+        phash=str(imagehash.phash(gray)),
+        dhash=str(imagehash.dhash(gray)),
+        width=rgb.shape[1],
+        height=rgb.shape[0],
+        mode=mode,
+        mask=candidate.mask if mask_error is None else None,
+    )
+    return decoded, None, mask_error
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -182,25 +190,29 @@ def scan(
 
     entries: list[Entry] = []
     label_conflicts = 0
-    for candidate, (fields, error, mask_error) in zip(layout.candidates, results, strict=True):
+    for candidate, (decoded, error, mask_error) in zip(layout.candidates, results, strict=True):
         rel = _relative(candidate.path, layout.root)
-        if fields is None:
+        if decoded is None:
             excluded.append(Excluded(rel, error or "unreadable"))
             continue
         if mask_error is not None and candidate.mask is not None:
             excluded.append(Excluded(_relative(candidate.mask, layout.root), mask_error))
         row = rows.pop(rel, {})
-        if row.get("label") and row["label"] != candidate.label:
+        if row.get("label") and canonical_class(row["label"]) != candidate.label:
             label_conflicts += 1
-        mask = fields.pop("mask")
         entries.append(
             Entry(
                 path=rel,
                 label=candidate.label,
-                mask=None if mask is None else _relative(Path(str(mask)), layout.root),
+                mask=None if decoded.mask is None else _relative(decoded.mask, layout.root),
                 patient_id=row.get("patient_id") or None,
                 source=row.get("source") or None,
-                **fields,  # type: ignore[arg-type]
+                sha256=decoded.sha256,
+                phash=decoded.phash,
+                dhash=decoded.dhash,
+                width=decoded.width,
+                height=decoded.height,
+                mode=decoded.mode,
             )
         )
     if label_conflicts:

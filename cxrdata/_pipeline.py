@@ -24,7 +24,7 @@ def check_strength(strength: float) -> float:
     return float(strength)
 
 
-class RandomFlipWithProbability(keras.layers.Layer):
+class RandomFlipWithProbability(keras.layers.Layer):  # type: ignore[misc]
     """Horizontal flip with a set probability (Keras' ``RandomFlip`` always uses one half)."""
 
     def __init__(self, probability: float, seed: int | None = None, **kwargs: Any) -> None:

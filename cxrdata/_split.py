@@ -41,9 +41,7 @@ class Split:
     @property
     def fingerprint(self) -> str:
         """Changes when the data, the scheme, the fractions, the seed or any assignment does."""
-        digest = hashlib.sha256(
-            f"{self.dataset_fingerprint}|{self.scheme.name}|{self.fractions}|{self.seed}".encode()
-        )
+        digest = hashlib.sha256(f"{self.dataset_fingerprint}|{self.scheme.name}|{self.fractions}|{self.seed}".encode())
         for name in SPLITS:
             digest.update(name.encode() + np.sort(self.indices[name]).tobytes())
         return digest.hexdigest()[:16]
@@ -73,7 +71,9 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
             f"`train > 0, val > 0 and test >= 0` must hold, but got (train={train}, val={val}, test={test})."
         )
     if not math.isclose(train + val + test, 1.0, abs_tol=1e-6):
-        raise ValueError(f"`train + val + test == 1` must hold, but got {train:g} + {val:g} + {test:g} = {train + val + test:g}.")
+        raise ValueError(
+            f"`train + val + test == 1` must hold, but got {train:g} + {val:g} + {test:g} = {train + val + test:g}."
+        )
     return train, val, test
 
 
@@ -116,9 +116,9 @@ def make_split(
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(groups))
     # Big groups first: they are the hard ones to place; ties keep the seeded order.
-    order = sorted(order.tolist(), key=lambda g: -len(groups[g]))
+    ordered = sorted(order.tolist(), key=lambda g: -len(groups[g]))
     assigned: dict[str, list[int]] = {name: [] for name in SPLITS}
-    for g in order:
+    for g in ordered:
         members = groups[g]
         counts = np.bincount(labels[members], minlength=n_classes)
         # Relative deficit of each split for this group's classes; the neediest split wins.

@@ -12,7 +12,6 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 
-
 from cxrdata._classes import CLASSES, SCHEMES, did_you_mean, get_scheme
 from cxrdata._duplicates import find_duplicates
 from cxrdata._errors import DatasetError
@@ -28,17 +27,23 @@ def _fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(p) for p in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"fractions must be three numbers like 0.7,0.2,0.1, but got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"fractions must be three numbers like 0.7,0.2,0.1, but got {text!r}"
+        ) from None
     if len(parts) != 3:
         raise argparse.ArgumentTypeError(f"fractions must be three numbers like 0.7,0.2,0.1, but got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts[0], parts[1], parts[2]
 
 
 def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> list[str]:
     cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     numeric = [all(r[i].split(" ")[0].isdigit() for r in cells[1:]) for i in range(len(header))]
-    lines = ["  " + "  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in cells]
+    lines = [
+        "  "
+        + "  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in cells
+    ]
     lines.insert(1, "  " + "  ".join("-" * w for w in widths))
     return lines
 
@@ -47,7 +52,12 @@ def _classes_section(manifest: Manifest) -> list[str]:
     counts = manifest.counts()
     masks = Counter(e.label for e in manifest.entries if e.mask)
     rows = [
-        (label, manifest.class_folders[label], counts.get(label, 0), f"{masks[label]} ({100 * masks[label] / max(counts.get(label, 0), 1):.0f}%)")
+        (
+            label,
+            manifest.class_folders[label],
+            counts.get(label, 0),
+            f"{masks[label]} ({100 * masks[label] / max(counts.get(label, 0), 1):.0f}%)",
+        )
         for label in CLASSES
         if label in manifest.class_folders
     ]
@@ -62,7 +72,9 @@ def _images_section(manifest: Manifest, show: int) -> list[str]:
     modes = Counter(e.mode for e in manifest.entries)
     lines = [
         "Images",
-        "  sizes: " + ", ".join(f"{s} x{n}" for s, n in sizes.most_common(5)) + (f" (+{len(sizes) - 5} more)" if len(sizes) > 5 else ""),
+        "  sizes: "
+        + ", ".join(f"{s} x{n}" for s, n in sizes.most_common(5))
+        + (f" (+{len(sizes) - 5} more)" if len(sizes) > 5 else ""),
         "  modes: " + ", ".join(f"{m} x{n}" for m, n in modes.most_common()),
     ]
     if manifest.excluded:
@@ -102,10 +114,12 @@ def _leak_section(manifest: Manifest, split: Split, report: LeakReport, show: in
     if report.conflicting_labels:
         lines.append(f"  WARNING: {len(report.conflicting_labels)} duplicate group(s) carry different labels:")
         lines += ["    " + ", ".join(g) for g in report.conflicting_labels[:show]]
-    lines.append(f"  patients known: {report.patients_known}; patients on more than one split: {len(report.cross_split_patients)}")
+    crossing = len(report.cross_split_patients)
+    lines.append(f"  patients known: {report.patients_known}; patients on more than one split: {crossing}")
     for source, label in report.confounded_sources.items():
         lines.append(
-            f"  WARNING: source '{source}' supplies only {label} images: a model may learn the source instead of the disease."
+            f"  WARNING: source '{source}' supplies only {label} images: "
+            "a model may learn the source instead of the disease."
         )
     return lines
 
@@ -145,11 +159,17 @@ def _as_json(manifest: Manifest, split: Split, report: LeakReport) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cxrdata.inspect", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m cxrdata.inspect", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("path", help="dataset root holding one folder per class")
     parser.add_argument("--scheme", default="three", help=f"class scheme: {', '.join(SCHEMES)} (default: three)")
-    parser.add_argument("--metadata", help="metadata CSV (path,label,patient_id,source); default: ROOT/metadata.csv if present")
-    parser.add_argument("--fractions", type=_fractions, default=(0.7, 0.2, 0.1), help="train,val,test (default: 0.7,0.2,0.1)")
+    parser.add_argument(
+        "--metadata", help="metadata CSV (path,label,patient_id,source); default: ROOT/metadata.csv if present"
+    )
+    parser.add_argument(
+        "--fractions", type=_fractions, default=(0.7, 0.2, 0.1), help="train,val,test (default: 0.7,0.2,0.1)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="split seed (default: 0)")
     parser.add_argument("--show", type=int, default=10, help="rows to list per section (default: 10)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -157,15 +177,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         scheme = get_scheme(args.scheme)
         manifest = scan(args.path, metadata=args.metadata, progress=sys.stderr.isatty())
-        split = make_split(manifest, scheme, fractions=args.fractions, seed=args.seed, duplicates=find_duplicates(manifest.entries))
+        split = make_split(
+            manifest, scheme, fractions=args.fractions, seed=args.seed, duplicates=find_duplicates(manifest.entries)
+        )
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     report = leak_report(manifest, split)
-    print(_as_json(manifest, split, report) if args.json else render_report(manifest, split, report, show=max(0, args.show)), end="")
+    print(
+        _as_json(manifest, split, report)
+        if args.json
+        else render_report(manifest, split, report, show=max(0, args.show)),
+        end="",
+    )
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

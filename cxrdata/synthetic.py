@@ -41,7 +41,8 @@ class SyntheticSpec:
 
 def _ellipse(size: int, cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size] / size
-    return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0
+    inside: np.ndarray = ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0
+    return inside
 
 
 def _blobs(rng: np.random.Generator, size: int, lungs: np.ndarray, count: int, radius: float) -> np.ndarray:
@@ -55,7 +56,9 @@ def _blobs(rng: np.random.Generator, size: int, lungs: np.ndarray, count: int, r
     return np.clip(out, 0, 1)
 
 
-def synthetic_image(label: str, rng: np.random.Generator, size: int = 64, marker: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_image(
+    label: str, rng: np.random.Generator, size: int = 64, marker: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """One ``(size, size)`` uint8 gray image and its bool lung mask."""
     jitter = rng.normal(0, 0.015, 4)
     body = _ellipse(size, 0.5, 0.55, 0.42 + jitter[0], 0.5)
@@ -66,7 +69,9 @@ def synthetic_image(label: str, rng: np.random.Generator, size: int = 64, marker
     y = np.arange(size)[:, None] / size
     image = image + 0.06 * lungs * (np.sin(y * 40 + rng.uniform(0, 6)) > 0.6)  # ribs
     if label == COVID:
-        image += 0.45 * _blobs(rng, size, lungs & (np.abs(np.arange(size)[None, :] / size - 0.5) > 0.25), 4, 0.05) * lungs
+        image += (
+            0.45 * _blobs(rng, size, lungs & (np.abs(np.arange(size)[None, :] / size - 0.5) > 0.25), 4, 0.05) * lungs
+        )
     elif label == VIRAL_PNEUMONIA:
         image += 0.22 * lungs * (rng.random((size, size)) > 0.55)
     elif label == LUNG_OPACITY:
@@ -106,7 +111,9 @@ def make_synthetic_dataset(root: str | Path, spec: SyntheticSpec | None = None) 
             if spec.masks:
                 Image.fromarray(lungs.astype(np.uint8) * 255).save(folder / "masks" / name)
             patient = f"{label[:2]}{i % spec.patients_per_class}" if spec.patients_per_class else ""
-            rows.append({"path": f"{label}/images/{name}", "label": label, "patient_id": patient, "source": "synthetic"})
+            rows.append(
+                {"path": f"{label}/images/{name}", "label": label, "patient_id": patient, "source": "synthetic"}
+            )
     with (root / "metadata.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "label", "patient_id", "source"])
         writer.writeheader()

@@ -51,7 +51,9 @@ def test_three_leaves_lung_opacity_out() -> None:
 
 
 def test_unknown_scheme_names_the_choices_and_suggests() -> None:
-    with pytest.raises(DatasetError, match=r"`scheme` must be one of binary, three, four, but got 'thre'. Did you mean 'three'\?"):
+    with pytest.raises(
+        DatasetError, match=r"`scheme` must be one of binary, three, four, but got 'thre'. Did you mean 'three'\?"
+    ):
         get_scheme("thre")
 
 

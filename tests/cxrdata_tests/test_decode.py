@@ -20,7 +20,7 @@ def _reference() -> np.ndarray:
     gray = (x * 5 + y * 3) % 256
     gray[0, 0], gray[-1, -1] = 0, 255
     gray[2:6, 20:30] = 255
-    return gray.astype(np.uint8)
+    return np.asarray(gray, dtype=np.uint8)
 
 
 REF = _reference()
@@ -87,7 +87,9 @@ def _exif_rotated(path: Path) -> None:
     ],
     ids=lambda v: getattr(v, "__name__", str(v)),
 )
-def test_modes_decode_to_the_same_rgb(tmp_path: Path, writer: Callable[[Path], None], suffix: str, tolerance: int) -> None:
+def test_modes_decode_to_the_same_rgb(
+    tmp_path: Path, writer: Callable[[Path], None], suffix: str, tolerance: int
+) -> None:
     path = tmp_path / f"image{suffix}"
     writer(path)
     rgb = decode_image(path)

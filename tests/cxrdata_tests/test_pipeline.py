@@ -61,7 +61,10 @@ def test_crop_removes_the_border(tmp_path: Path) -> None:
     [
         ({"image_size": 8}, r"`16 <= image_size <= 2048` must hold for a whole number of pixels, but got 8\."),
         ({"image_size": 64.0}, r"but got 64.0\."),
-        ({"image_size": 32, "crop": 0.5}, r"`0 <= crop < 0.5` must hold \(the fraction cut from each side\), but got crop=0.5\."),
+        (
+            {"image_size": 32, "crop": 0.5},
+            r"`0 <= crop < 0.5` must hold \(the fraction cut from each side\), but got crop=0.5\.",
+        ),
     ],
 )
 def test_bad_image_arguments(synthetic: Path, kwargs: dict[str, object], message: str) -> None:
@@ -108,7 +111,9 @@ def test_shuffle_is_seeded_and_changes_each_epoch(synthetic: Path) -> None:
 
     def order(seed: int) -> list[list[int]]:
         data = make_dataset(arrays, idx, labels, batch_size=36, shuffle=True, seed=seed)
-        return [np.asarray(x.numpy()).reshape(36, -1).sum(axis=1).astype(int).tolist() for _ in range(2) for x, _ in data]
+        return [
+            np.asarray(x.numpy()).reshape(36, -1).sum(axis=1).astype(int).tolist() for _ in range(2) for x, _ in data
+        ]
 
     first, again, other = order(1), order(1), order(2)
     assert first == again

@@ -79,7 +79,10 @@ def test_fingerprint_changes_with_content_and_labels(tmp_path: Path) -> None:
 def test_metadata_csv_without_path_column_is_refused(tmp_path: Path) -> None:
     _plain(tmp_path)
     (tmp_path / "metadata.csv").write_text("file,patient\n0.png,1\n")
-    with pytest.raises(DatasetError, match=r"The metadata CSV must have a 'path' column, but '.*metadata.csv' has the columns: 'file', 'patient'."):
+    with pytest.raises(
+        DatasetError,
+        match=r"The metadata CSV must have a 'path' column, but '.*metadata.csv' has the columns: 'file', 'patient'.",
+    ):
         scan(tmp_path)
 
 
@@ -126,7 +129,10 @@ def _two_folders_one_class(tmp_path: Path) -> Path:
             r"The dataset root must hold class folders named 'COVID', 'Normal', 'Lung_Opacity', 'Viral Pneumonia' "
             r"\(case, spaces and underscores ignored\), but '.*' holds: 'covd', 'misc'\. Did you mean 'COVID'\?",
         ),
-        (_two_folders_one_class, r"Each class must have one folder, but 'COVID' and 'covid-19' both name the class 'COVID'\."),
+        (
+            _two_folders_one_class,
+            r"Each class must have one folder, but 'COVID' and 'covid-19' both name the class 'COVID'\.",
+        ),
     ],
     ids=lambda v: getattr(v, "__name__", ""),
 )
@@ -153,7 +159,7 @@ def test_empty_class_folder_fails_the_scheme_that_needs_it(tmp_path: Path) -> No
 
 def _bad(name: str | bytes, write: Callable[[Path], None]) -> Callable[[Path], str]:
     def make(covid: Path) -> str:
-        target = Path(os.fsdecode(os.path.join(os.fsencode(covid), os.fsencode(name))))
+        target = Path(os.fsdecode(os.fsencode(covid) + b"/" + os.fsencode(name)))
         write(target)
         return os.fsdecode(name)
 

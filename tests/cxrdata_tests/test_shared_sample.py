@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from cxrdata import DatasetError, get_scheme, leak_report, make_split, scan
+from cxrdata import DatasetError, Manifest, get_scheme, leak_report, make_split, scan
 
 
 @pytest.fixture(scope="module")
-def manifest(radiography: Path):  # type: ignore[no-untyped-def]
+def manifest(radiography: Path) -> Manifest:
     return scan(radiography)
 
 
-def test_every_image_is_found(manifest) -> None:  # type: ignore[no-untyped-def]
+def test_every_image_is_found(manifest: Manifest) -> None:
     assert manifest.layout == "kaggle"
     assert manifest.counts() == {"COVID": 600, "Normal": 600, "Viral Pneumonia": 600}
     assert manifest.excluded == ()
@@ -22,7 +22,7 @@ def test_every_image_is_found(manifest) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(("scheme", "classes"), [("three", 3), ("binary", 2)])
-def test_three_and_binary_split_without_leaks(manifest, scheme: str, classes: int) -> None:  # type: ignore[no-untyped-def]
+def test_three_and_binary_split_without_leaks(manifest: Manifest, scheme: str, classes: int) -> None:
     split = make_split(manifest, get_scheme(scheme))
     counts = split.counts()
     assert sum(sum(c.values()) for c in counts.values()) == 1800
@@ -34,7 +34,7 @@ def test_three_and_binary_split_without_leaks(manifest, scheme: str, classes: in
     assert report.patients_known > 400
 
 
-def test_viral_pneumonia_patients_never_straddle_splits(manifest) -> None:  # type: ignore[no-untyped-def]
+def test_viral_pneumonia_patients_never_straddle_splits(manifest: Manifest) -> None:
     split = make_split(manifest, get_scheme("three"), seed=11)
     side = split.side_of()
     sides: dict[str, set[str]] = {}
@@ -43,10 +43,12 @@ def test_viral_pneumonia_patients_never_straddle_splits(manifest) -> None:  # ty
             sides.setdefault(entry.patient_id, set()).add(side[index])
     shared = [p for p, s in sides.items() if len(s) > 1]
     assert shared == []
-    assert any(len([e for e in manifest.entries if e.patient_id == p]) > 1 for p in sides), "the sample has repeat patients"
+    assert any(len([e for e in manifest.entries if e.patient_id == p]) > 1 for p in sides), (
+        "the sample has repeat patients"
+    )
 
 
-def test_four_fails_with_the_clear_sentence(manifest) -> None:  # type: ignore[no-untyped-def]
+def test_four_fails_with_the_clear_sentence(manifest: Manifest) -> None:
     with pytest.raises(DatasetError) as info:
         make_split(manifest, get_scheme("four"))
     assert str(info.value) == (
@@ -55,6 +57,6 @@ def test_four_fails_with_the_clear_sentence(manifest) -> None:  # type: ignore[n
     )
 
 
-def test_the_pediatric_source_is_flagged_as_confounded(manifest) -> None:  # type: ignore[no-untyped-def]
+def test_the_pediatric_source_is_flagged_as_confounded(manifest: Manifest) -> None:
     report = leak_report(manifest, make_split(manifest, get_scheme("three")))
     assert report.confounded_sources == {"kermany-pediatric": "Viral Pneumonia"}
