@@ -7,7 +7,7 @@ import pytest
 
 from cxrdata import get_scheme, load_images, make_split, scan
 from cxrdata._images import ImageArrays
-from cxrdata._pipeline import make_augmenter, make_dataset
+from cxrdata._pipeline import check_strength, make_dataset
 
 
 def test_images_decode_once_and_the_cache_is_shared(synthetic: Path, tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_bad_image_arguments(synthetic: Path, kwargs: dict[str, object], message
 
 def test_bad_strength() -> None:
     with pytest.raises(ValueError, match=r"`0 <= augment_strength <= 1` must hold, but got augment_strength=1.5\."):
-        make_augmenter(1.5)
+        check_strength(1.5)
 
 
 def _arrays(synthetic: Path) -> tuple[ImageArrays, np.ndarray]:
@@ -119,3 +119,16 @@ def test_shuffle_is_seeded_and_changes_each_epoch(synthetic: Path) -> None:
     assert first == again
     assert first != other
     assert first[0] != first[1], "each epoch reshuffles"
+
+
+def test_strength_scales_the_transform(synthetic: Path) -> None:
+    arrays, labels = _arrays(synthetic)
+    idx = np.arange(len(labels))
+
+    def moved(strength: float) -> float:
+        data = make_dataset(arrays, idx, labels, batch_size=36, augment_strength=strength, seed=2)
+        x = next(iter(data))[0].numpy()
+        return float(np.abs(x - arrays.images.astype(np.float32)).mean())
+
+    small, full = moved(0.1), moved(1.0)
+    assert 0 < small < full

@@ -1,0 +1,108 @@
+"""Input pipeline throughput: decode + resize + augment, with and without the decode-once cache.
+
+    python -m bench.pipeline [--data PATH] [--sizes 128,224] [--epochs 2]
+
+Prints one row per (image size, mode) with images per second over whole epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+from cxrdata import get_scheme, load_images, make_split, scan
+from cxrdata._images import ImageArrays
+from cxrdata._pipeline import make_dataset
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/cxr/radiography/COVID-19_Radiography_Dataset"
+
+
+def _epoch(arrays: ImageArrays, labels: np.ndarray, strength: float) -> int:
+    seen = 0
+    indices = np.arange(len(labels))
+    for x, _ in make_dataset(arrays, indices, labels, batch_size=32, shuffle=True, augment_strength=strength):
+        seen += int(x.shape[0])
+    return seen
+
+
+def _keras_layers_epoch(arrays: ImageArrays, labels: np.ndarray) -> int:
+    """The same augmentation as five stacked Keras ``Random*`` layers, for comparison."""
+    import keras
+    import tensorflow as tf
+
+    chain = keras.Sequential(
+        [
+            keras.layers.RandomRotation(10 / 360, fill_mode="nearest"),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest"),
+            keras.layers.RandomShear(0.1, 0.1, fill_mode="nearest"),
+            keras.layers.RandomZoom(0.1, 0.1, fill_mode="nearest"),
+            keras.layers.RandomFlip("horizontal"),
+        ]
+    )
+    seen = 0
+    indices = np.arange(len(labels))
+    data = make_dataset(arrays, indices, labels, batch_size=32, shuffle=True)
+    data = data.map(lambda x, y: (chain(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    for x, _ in data:
+        seen += int(x.shape[0])
+    return seen
+
+
+def _timed(step: Callable[[], int]) -> tuple[float, int]:
+    start = time.perf_counter()
+    count = step()
+    return time.perf_counter() - start, count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--sizes", default="128,224")
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+
+    manifest = scan(args.data)
+    labels = make_split(manifest, get_scheme("three")).labels
+    n = len(manifest.entries)
+    print(f"{n} images from {args.data}, {os.cpu_count()} CPU cores, {args.epochs} epochs per row\n")
+    print(f"{'size':>5}  {'mode':<38}  {'images/s':>9}")
+    _epoch(load_images(manifest, 32), labels, 1.0)  # warm up TensorFlow once
+    for size in (int(s) for s in args.sizes.split(",")):
+        # No cache: every epoch decodes and resizes every file again.
+        def uncached(strength: float, size: int = size) -> int:
+            return sum(_epoch(load_images(manifest, size), labels, strength) for _ in range(args.epochs))
+
+        with tempfile.TemporaryDirectory() as cache:
+            cold, _ = _timed(lambda size=size, cache=cache: len(load_images(manifest, size, cache_dir=cache).valid))
+            warm = load_images(manifest, size, cache_dir=cache)
+            rows = [
+                ("no cache: decode+resize+augment(s=1)", _timed(lambda: uncached(1.0))),
+                ("no cache: decode+resize, no augment", _timed(lambda: uncached(0.0))),
+                ("cache, first fill (decode+resize+write)", (cold, n)),
+                (
+                    "cache: augment(s=1) from disk cache",
+                    _timed(lambda: sum(_epoch(warm, labels, 1.0) for _ in range(args.epochs))),
+                ),
+                (
+                    "cache: 5 Keras Random* layers instead",
+                    _timed(lambda: sum(_keras_layers_epoch(warm, labels) for _ in range(args.epochs))),
+                ),
+                (
+                    "cache: no augment, from disk cache",
+                    _timed(lambda: sum(_epoch(warm, labels, 0.0) for _ in range(args.epochs))),
+                ),
+            ]
+        for mode, (seconds, count) in rows:
+            print(f"{size:>5}  {mode:<38}  {count / seconds:>9.0f}")
+
+
+if __name__ == "__main__":
+    main()
