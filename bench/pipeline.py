@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from cxrdata import get_scheme, load_images, make_split, scan
+from cxrdata import Manifest, get_scheme, load_images, make_split, scan
 from cxrdata._images import ImageArrays
 from cxrdata._pipeline import make_dataset
 
@@ -62,6 +62,41 @@ def _timed(step: Callable[[], int]) -> tuple[float, int]:
     return time.perf_counter() - start, count
 
 
+def _rows(manifest: Manifest, labels: np.ndarray, size: int, epochs: int) -> list[tuple[str, float]]:
+    """(mode, images per second) for one image size."""
+    n = len(manifest.entries)
+
+    def epochs_of(arrays: Callable[[], ImageArrays], strength: float) -> int:
+        return sum(_epoch(arrays(), labels, strength) for _ in range(epochs))
+
+    def uncached() -> ImageArrays:  # every epoch decodes and resizes every file again
+        return load_images(manifest, size)
+
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        warm = load_images(manifest, size, cache_dir=cache)
+        fill = n / (time.perf_counter() - start)
+
+        def cached() -> ImageArrays:
+            return warm
+
+        timed = [
+            ("no cache: decode+resize+augment(s=1)", lambda: epochs_of(uncached, 1.0)),
+            ("no cache: decode+resize, no augment", lambda: epochs_of(uncached, 0.0)),
+            ("cache: augment(s=1) from disk cache", lambda: epochs_of(cached, 1.0)),
+            (
+                "cache: 5 Keras Random* layers instead",
+                lambda: sum(_keras_layers_epoch(warm, labels) for _ in range(epochs)),
+            ),
+            ("cache: no augment, from disk cache", lambda: epochs_of(cached, 0.0)),
+        ]
+        rows = [("cache, first fill (decode+resize+write)", fill)]
+        for mode, step in timed:
+            seconds, count = _timed(step)
+            rows.append((mode, count / seconds))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -71,37 +106,14 @@ def main() -> None:
 
     manifest = scan(args.data)
     labels = make_split(manifest, get_scheme("three")).labels
-    n = len(manifest.entries)
-    print(f"{n} images from {args.data}, {os.cpu_count()} CPU cores, {args.epochs} epochs per row\n")
-    print(f"{'size':>5}  {'mode':<38}  {'images/s':>9}")
+    print(
+        f"{len(manifest.entries)} images from {args.data}, {os.cpu_count()} CPU cores, {args.epochs} epochs per row\n"
+    )
+    print(f"{'size':>5}  {'mode':<40}  {'images/s':>9}")
     _epoch(load_images(manifest, 32), labels, 1.0)  # warm up TensorFlow once
     for size in (int(s) for s in args.sizes.split(",")):
-        # No cache: every epoch decodes and resizes every file again.
-        def uncached(strength: float, size: int = size) -> int:
-            return sum(_epoch(load_images(manifest, size), labels, strength) for _ in range(args.epochs))
-
-        with tempfile.TemporaryDirectory() as cache:
-            cold, _ = _timed(lambda size=size, cache=cache: len(load_images(manifest, size, cache_dir=cache).valid))
-            warm = load_images(manifest, size, cache_dir=cache)
-            rows = [
-                ("no cache: decode+resize+augment(s=1)", _timed(lambda: uncached(1.0))),
-                ("no cache: decode+resize, no augment", _timed(lambda: uncached(0.0))),
-                ("cache, first fill (decode+resize+write)", (cold, n)),
-                (
-                    "cache: augment(s=1) from disk cache",
-                    _timed(lambda: sum(_epoch(warm, labels, 1.0) for _ in range(args.epochs))),
-                ),
-                (
-                    "cache: 5 Keras Random* layers instead",
-                    _timed(lambda: sum(_keras_layers_epoch(warm, labels) for _ in range(args.epochs))),
-                ),
-                (
-                    "cache: no augment, from disk cache",
-                    _timed(lambda: sum(_epoch(warm, labels, 0.0) for _ in range(args.epochs))),
-                ),
-            ]
-        for mode, (seconds, count) in rows:
-            print(f"{size:>5}  {mode:<38}  {count / seconds:>9.0f}")
+        for mode, rate in _rows(manifest, labels, size, args.epochs):
+            print(f"{size:>5}  {mode:<40}  {rate:>9.0f}")
 
 
 if __name__ == "__main__":
