@@ -1,0 +1,36 @@
+# One command each: `make run` (set up, then run the main job) and `make test` (set up, then
+# lint, type-check and test). Everything installs into .venv beside this file.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DATA   ?= ../shared/cxr/radiography/COVID-19_Radiography_Dataset
+# The CPU build of TensorFlow; use TF_EXTRA=gpu on a machine with NVIDIA GPUs.
+TF_EXTRA ?= cpu
+
+.PHONY: setup run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(PY) -m cxrdata.inspect "$(DATA)"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m bench.pipeline --data "$(DATA)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
