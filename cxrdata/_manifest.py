@@ -93,6 +93,20 @@ class Manifest:
         chosen = self.entries if indices is None else [self.entries[int(i)] for i in indices]
         return [None if e.mask is None else self.root / e.mask for e in chosen]
 
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        """The manifest :meth:`to_json` wrote, without reading any image again."""
+        data = json.loads(text)
+        return cls(
+            root=Path(data["root"]),
+            layout=data["layout"],
+            entries=tuple(Entry(**e) for e in data["entries"]),
+            excluded=tuple(Excluded(**x) for x in data["excluded"]),
+            class_folders=dict(data["class_folders"]),
+            unknown_folders=tuple(data["unknown_folders"]),
+            notes=tuple(data["notes"]),
+        )
+
     def to_json(self) -> str:
         return json.dumps(
             {

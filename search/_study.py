@@ -1,0 +1,145 @@
+"""Creating, loading and checking a study. The study carries everything a worker needs.
+
+A study's user attributes hold the search space, the dataset path and fingerprint, the
+weights and the seeds, so a worker needs only the storage URL, the study name and (where
+the data lives elsewhere on its machine) a data path.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from search._errors import SearchError
+from search.space import SearchSpace, TrainingSettings
+from search.store import mask_url
+
+__all__ = ["StudyInfo", "create_study", "load_study", "make_pruner", "make_storage"]
+
+# Heartbeats and stale-trial retry are marked experimental in Optuna but are its supported
+# way to recover a killed worker's trial; the warning would repeat in every worker.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+HEARTBEAT_INTERVAL_S = 30
+HEARTBEAT_GRACE_S = 120
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """What a study was created with (stored in its user attributes)."""
+
+    space: SearchSpace
+    data_path: str
+    dataset_fingerprint: str
+    weights: str
+    seed: int
+    split_seed: int
+    artifacts: str
+    cache_dir: str
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {
+            "cxr_space": json.dumps(self.space.to_dict()),
+            "cxr_data_path": self.data_path,
+            "cxr_dataset_fingerprint": self.dataset_fingerprint,
+            "cxr_weights": self.weights,
+            "cxr_seed": self.seed,
+            "cxr_split_seed": self.split_seed,
+            "cxr_artifacts": self.artifacts,
+            "cxr_cache_dir": self.cache_dir,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> StudyInfo:
+        return cls(
+            space=SearchSpace.from_dict(json.loads(attrs["cxr_space"])),
+            data_path=attrs["cxr_data_path"],
+            dataset_fingerprint=attrs["cxr_dataset_fingerprint"],
+            weights=attrs["cxr_weights"],
+            seed=int(attrs["cxr_seed"]),
+            split_seed=int(attrs["cxr_split_seed"]),
+            artifacts=attrs["cxr_artifacts"],
+            cache_dir=attrs["cxr_cache_dir"],
+        )
+
+
+def make_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage with heartbeats: a killed worker's trial is failed and retried."""
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=HEARTBEAT_GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
+            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+        )
+    except Exception as exc:  # Optuna wraps connection and URL errors in several types
+        raise SearchError(f"The study database must be reachable, but {mask_url(url)} is not ({exc}).") from None
+
+
+def make_pruner(settings: TrainingSettings) -> optuna.pruners.BasePruner:
+    if settings.pruner == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=settings.pruner_warmup_epochs
+        )
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=settings.max_epochs)
+    return optuna.pruners.NopPruner()
+
+
+def _sampler(seed: int) -> optuna.samplers.BaseSampler:
+    # Constant liar: parallel workers treat running trials as bad, so they spread out.
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
+
+
+def create_study(storage: optuna.storages.RDBStorage, name: str, info: StudyInfo) -> optuna.Study:
+    """Create the study, or resume it when the same name exists with the same data and space."""
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="minimize",
+        sampler=_sampler(info.seed),
+        pruner=make_pruner(info.space.training),
+        load_if_exists=True,
+    )
+    attrs = study.user_attrs
+    if "cxr_space" not in attrs:
+        for key, value in info.to_attrs().items():
+            study.set_user_attr(key, value)
+        return study
+    stored = StudyInfo.from_attrs(attrs)
+    if stored.dataset_fingerprint != info.dataset_fingerprint:
+        raise SearchError(
+            f"A resumed study must see the same dataset, but study {name!r} was created on data with fingerprint "
+            f"{stored.dataset_fingerprint} and {info.data_path} has {info.dataset_fingerprint}; use a new --study name."
+        )
+    if stored.space != info.space:
+        raise SearchError(
+            f"A resumed study must keep its search space, but the space given for study {name!r} differs from "
+            f"the one it was created with; drop --config and the overrides, or use a new --study name."
+        )
+    return study
+
+
+def load_study(storage: optuna.storages.RDBStorage, name: str, worker_index: int = 0) -> tuple[optuna.Study, StudyInfo]:
+    """Join an existing study as a worker, with a sampler seeded apart from the other workers."""
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if name not in names:
+        from cxrdata import did_you_mean
+
+        raise SearchError(
+            f"The study must exist in the database, but there is no study {name!r}.{did_you_mean(name, names)}"
+        )
+    probe = optuna.load_study(study_name=name, storage=storage)
+    info = StudyInfo.from_attrs(probe.user_attrs)
+    study = optuna.load_study(
+        study_name=name,
+        storage=storage,
+        sampler=_sampler(info.seed + 1000 * (worker_index + 1)),
+        pruner=make_pruner(info.space.training),
+    )
+    return study, info

@@ -1,0 +1,326 @@
+"""``python -m search.launch``: run a model search on a chest X-ray dataset.
+
+Creates the results schema and the study once, then runs local worker processes that share
+the study database. Re-running with the same --study resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from tqdm import tqdm
+
+from cxrdata import DatasetError, Manifest, get_scheme, load_images, scan
+from search._errors import SearchError
+from search.backbones import check_weights, get_backbone, resolve_weights
+from search.space import SearchSpace, load_space
+from search.store import ResultStore, TrialRow, mask_url
+from search.worker import WorkerJob, run_worker
+
+__all__ = ["main", "parse_args", "prepare"]
+
+DEFAULT_STORAGE = "sqlite:///optuna.db"
+DEFAULT_STUDY = "cxr-search"
+POLL_S = 2.0
+
+
+def _positive(name: str) -> type:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"`{name}` must be a whole number, but got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"`{name} >= 1` must hold, but got {value}")
+        return value
+
+    parse.__name__ = name
+    return parse  # type: ignore[return-value]
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m search.launch", description=(__doc__ or "").splitlines()[0])
+    p.add_argument(
+        "--trials", type=_positive("--trials"), required=True, help="trials to run now (added to a resumed study)"
+    )
+    p.add_argument("--data", help="dataset root (default for a resumed study: the path it was created with)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"database URL (default: {DEFAULT_STORAGE})")
+    p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
+    p.add_argument("--workers", type=_positive("--workers"), default=1, help="local worker processes (default: 1)")
+    p.add_argument("--config", help="search space TOML (default: the packaged search/space/default.toml)")
+    p.add_argument("--weights", default="imagenet", help="imagenet (download), none, or a folder of Keras weight files")
+    p.add_argument("--image-size", type=_positive("--image-size"), help="input size in pixels (overrides the config)")
+    p.add_argument(
+        "--max-epochs", type=_positive("--max-epochs"), help="epochs per trial at most (overrides the config)"
+    )
+    p.add_argument("--backbones", type=_names, help="comma-separated backbones to search (overrides the config)")
+    p.add_argument("--schemes", type=_names, help="comma-separated class schemes: binary, three, four")
+    p.add_argument("--pruner", help="median, hyperband or none (overrides the config)")
+    p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default: 0)")
+    p.add_argument("--split-seed", type=int, default=0, help="train/val/test split seed (default: 0)")
+    p.add_argument("--artifacts", help="artifact folder shared by workers (default: artifacts/ beside the database)")
+    p.add_argument("--cache-dir", help="decoded-image cache (default: .cache/ beside the database)")
+    p.add_argument("--keep-models", type=int, default=5, help="save models of trials entering the top N (default: 5)")
+    p.add_argument("--recycle-after", type=_positive("--recycle-after"), default=10, help="trials per worker process")
+    return p.parse_args(argv)
+
+
+def _beside_db(storage: str, name: str) -> Path:
+    url = make_url(storage)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(url.database).resolve().parent / name
+    return Path(name).resolve()
+
+
+@dataclass(frozen=True)
+class Plan:
+    storage: str
+    study: str
+    trials: int
+    workers: int
+    recycle_after: int
+    keep_models: int
+    data: str
+    space: SearchSpace
+
+
+def _check_weights_available(space: SearchSpace, weights: str) -> str:
+    weights = check_weights(weights)
+    for name in space.backbones:
+        resolve_weights(get_backbone(name), weights, space.training.image_size)
+    return weights
+
+
+def _space(args: argparse.Namespace) -> SearchSpace:
+    space = load_space(args.config).with_overrides(
+        backbones=args.backbones,
+        schemes=args.schemes,
+        image_size=args.image_size,
+        max_epochs=args.max_epochs,
+        pruner=args.pruner,
+    )
+    return space.check()
+
+
+def _existing_data_path(storage: str, study: str) -> str | None:
+    import optuna
+
+    try:
+        return str(optuna.load_study(study_name=study, storage=storage).user_attrs.get("cxr_data_path")) or None
+    except KeyError:
+        return None
+
+
+def prepare(args: argparse.Namespace) -> Plan:
+    """Everything before the first trial: check arguments, read the data, create schema and study."""
+    from search._study import StudyInfo, create_study, make_storage
+
+    space = _space(args)
+    weights = _check_weights_available(space, args.weights)
+    store = ResultStore(args.storage)
+    store.create_schema()
+    storage = make_storage(args.storage)
+    data = args.data or _existing_data_path(args.storage, args.study)
+    if data is None:
+        raise SearchError(f"`--data` must name the dataset for a new study, but none was given for {args.study!r}.")
+    print(f"Reading {data} ...", file=sys.stderr)
+    manifest = scan(data, progress=True)
+    for scheme in space.schemes:
+        manifest.check_scheme(get_scheme(scheme))
+    if manifest.excluded:
+        print(f"{len(manifest.excluded)} file(s) excluded (see python -m cxrdata.inspect {data}).", file=sys.stderr)
+    cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else _beside_db(args.storage, ".cache")
+    artifacts = Path(args.artifacts).resolve() if args.artifacts else _beside_db(args.storage, "artifacts")
+    info = StudyInfo(
+        space=space,
+        data_path=str(Path(data).resolve()),
+        dataset_fingerprint=manifest.fingerprint,
+        weights=weights,
+        seed=args.seed,
+        split_seed=args.split_seed,
+        artifacts=str(artifacts),
+        cache_dir=str(cache_dir),
+    )
+    create_study(storage, args.study, info)
+    _warm_caches(manifest, space, cache_dir, artifacts)
+    return Plan(
+        args.storage, args.study, args.trials, args.workers, args.recycle_after, args.keep_models, info.data_path, space
+    )
+
+
+def _warm_caches(manifest: Manifest, space: SearchSpace, cache_dir: Path, artifacts: Path) -> None:
+    """Decode every image once here, so workers start by mapping the cache, not racing to fill it."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (cache_dir / f"manifest-{manifest.fingerprint}.json").write_text(manifest.to_json())
+    load_images(manifest, space.training.image_size, crop=space.training.crop, cache_dir=cache_dir, progress=True)
+
+
+def _child(job: WorkerJob) -> None:
+    try:
+        run_worker(job)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def _shares(total: int, workers: int) -> list[int]:
+    return [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
+
+
+class _Progress:
+    """A progress bar fed by polling the study: counts by state and the best COVID sensitivity."""
+
+    def __init__(self, plan: Plan, before: int) -> None:
+        import optuna
+
+        self.study = optuna.load_study(study_name=plan.study, storage=plan.storage)
+        self.store = ResultStore(plan.storage)
+        self.before = before
+        self.bar = tqdm(total=plan.trials, desc="Trials", unit="trial")
+        self.shown: tuple[object, ...] = ()
+
+    def update(self) -> None:
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)[self.before :]
+        done = [t for t in trials if t.state.is_finished()]
+        counts = {s: sum(t.state == s for t in done) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        best = self.store.ranked(self.study.study_name, limit=1)
+        sens = best[0].covid_sensitivity if best else None
+        state = (len(done), *counts.values(), sens)
+        if state == self.shown:
+            return  # redraw only on change: logs stay short when output is not a terminal
+        self.shown = state
+        self.bar.set_postfix(
+            complete=counts[TrialState.COMPLETE],
+            pruned=counts[TrialState.PRUNED],
+            failed=counts[TrialState.FAIL],
+            best_covid_sens="-" if sens is None else f"{sens:.3f}",
+        )
+        self.bar.n = min(len(done), self.bar.total)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_workers(plan: Plan) -> bool:
+    """Run the plan's trials in local processes; return False when interrupted."""
+    import optuna
+
+    before = len(optuna.load_study(study_name=plan.study, storage=plan.storage).get_trials(deepcopy=False))
+    remaining = _shares(plan.trials, plan.workers)
+    ctx = mp.get_context("spawn")
+    slots: list[mp.process.BaseProcess | None] = [None] * plan.workers
+    progress = _Progress(plan, before)
+    interrupted = False
+    try:
+        while True:
+            for i in range(plan.workers):
+                proc = slots[i]
+                if proc is not None and not proc.is_alive():
+                    proc.join()
+                    slots[i] = None
+                if slots[i] is None and remaining[i] > 0:
+                    # A fresh process every `recycle_after` trials keeps memory flat.
+                    n = min(remaining[i], plan.recycle_after)
+                    remaining[i] -= n
+                    job = WorkerJob(
+                        plan.storage, plan.study, n, data=plan.data, worker_index=i, keep_models=plan.keep_models
+                    )
+                    slots[i] = ctx.Process(target=_child, args=(job,), name=f"cxr-worker-{i}")
+                    slots[i].start()  # type: ignore[union-attr]
+            progress.update()
+            if all(s is None for s in slots) and not any(remaining):
+                break
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nStopping: the running trials are recorded as failed; completed trials are kept.", file=sys.stderr)
+        for proc in slots:
+            if proc is not None and proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGINT)
+        for proc in slots:
+            if proc is not None:
+                proc.join(timeout=120)
+    finally:
+        progress.update()
+        progress.close()
+    return not interrupted
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def top_table(rows: Sequence[TrialRow]) -> str:
+    header = (
+        "rank",
+        "trial",
+        "backbone",
+        "scheme",
+        "freeze",
+        "COVID sens",
+        "COVID spec",
+        "accuracy",
+        "AUC",
+        "epochs",
+        "time",
+    )
+    lines = [header] + [
+        (
+            str(i + 1),
+            str(r.trial_number),
+            r.backbone,
+            r.scheme,
+            f"{r.freeze_depth:.2f}",
+            _fmt(r.covid_sensitivity),
+            _fmt(r.covid_specificity),
+            _fmt(r.accuracy),
+            _fmt(r.roc_auc),
+            str(r.epochs_run),
+            f"{r.wall_time_s:.0f}s",
+        )
+        for i, r in enumerate(rows)
+    ]
+    widths = [max(len(line[c]) for line in lines) for c in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        plan = prepare(args)
+    except (SearchError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"Study {plan.study!r} in {mask_url(plan.storage)}: {plan.trials} trial(s) on {plan.workers} worker(s).",
+        file=sys.stderr,
+    )
+    started = time.perf_counter()
+    finished = run_workers(plan)
+    store = ResultStore(plan.storage)
+    rows = store.ranked(plan.study, limit=5)
+    print(
+        f"\nWall time {time.perf_counter() - started:.0f}s. Top trials (validation split, ranked by COVID sensitivity):"
+    )
+    print(top_table(rows) if rows else "  no completed trial yet")
+    return 0 if finished else 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

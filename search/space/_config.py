@@ -1,0 +1,46 @@
+"""``TrialConfig``: everything one trial needs, plain and JSON-able.
+
+A trial can be re-run from its stored config alone, without Optuna.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["TrialConfig"]
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    # Searched.
+    backbone: str
+    freeze_depth: float  # fraction of backbone layers frozen from the input side
+    head_width: int
+    dropout: float
+    learning_rate: float
+    augment_strength: float
+    scheme: str
+    # Fixed for a study.
+    image_size: int = 128
+    batch_size: int = 32
+    max_epochs: int = 10
+    patience: int = 3
+    warmup_epochs: int = 1  # head-only epochs before unfreezing a pretrained backbone
+    fine_tune_lr_factor: float = 0.1
+    crop: float = 0.0
+    weights: str = "imagenet"  # "imagenet", "none" or a folder of Keras weight files
+    seed: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> TrialConfig:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,16 @@
+"""The SQL results store: trials, epoch histories and artifact ids beside Optuna's tables."""
+
+from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, TrialRow
+from search.store._store import RANKING, ArtifactRecord, ResultStore, mask_url
+
+__all__ = [
+    "RANKING",
+    "SCHEMA_VERSION",
+    "ArtifactRecord",
+    "ArtifactRow",
+    "Base",
+    "EpochRow",
+    "ResultStore",
+    "TrialRow",
+    "mask_url",
+]

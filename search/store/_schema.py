@@ -1,0 +1,116 @@
+"""The results tables, next to Optuna's in the same database.
+
+One row per (study, engine, trial, split) with the config and every metric as columns, so
+the leaderboard can sort and filter in SQL; an epoch history table; an artifacts table.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = ["SCHEMA_VERSION", "ArtifactRow", "Base", "EpochRow", "SchemaRow", "TrialRow"]
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaRow(Base):
+    __tablename__ = "cxr_schema"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TrialRow(Base):
+    __tablename__ = "cxr_trials"
+    __table_args__ = (
+        UniqueConstraint("study_name", "engine", "trial_number", "split", name="uq_cxr_trial"),
+        Index("ix_cxr_trials_rank", "study_name", "covid_sensitivity", "lung_focus", "roc_auc"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_name: Mapped[str] = mapped_column(String(512), index=True)
+    engine: Mapped[str] = mapped_column(String(32), default="optuna")
+    trial_number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # COMPLETE, PRUNED, FAIL
+    split: Mapped[str] = mapped_column(String(8), default="val")
+
+    backbone: Mapped[str] = mapped_column(String(64))
+    scheme: Mapped[str] = mapped_column(String(16))
+    freeze_depth: Mapped[float] = mapped_column(Float)
+    head_width: Mapped[int] = mapped_column(Integer)
+    dropout: Mapped[float] = mapped_column(Float)
+    learning_rate: Mapped[float] = mapped_column(Float)
+    augment_strength: Mapped[float] = mapped_column(Float)
+    image_size: Mapped[int] = mapped_column(Integer)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    max_epochs: Mapped[int] = mapped_column(Integer)
+    weights: Mapped[str] = mapped_column(String(1024))
+    config_json: Mapped[str] = mapped_column(Text)
+
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    balanced_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    covid_sensitivity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    covid_specificity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    covid_ppv: Mapped[float | None] = mapped_column(Float, nullable=True)
+    covid_npv: Mapped[float | None] = mapped_column(Float, nullable=True)
+    covid_auc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    roc_auc: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lung_focus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    class_names_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    per_class_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    confusion_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    epochs_run: Mapped[int] = mapped_column(Integer, default=0)
+    best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pruned_at_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    wall_time_s: Mapped[float] = mapped_column(Float, default=0.0)
+    params: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    trainable_params: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dataset_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    split_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    epochs: Mapped[list[EpochRow]] = relationship(back_populates="trial", cascade="all, delete-orphan")
+    artifacts: Mapped[list[ArtifactRow]] = relationship(back_populates="trial", cascade="all, delete-orphan")
+
+
+class EpochRow(Base):
+    __tablename__ = "cxr_epochs"
+    __table_args__ = (UniqueConstraint("trial_id", "epoch", name="uq_cxr_epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("cxr_trials.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    phase: Mapped[str] = mapped_column(String(16))
+    loss: Mapped[float] = mapped_column(Float)
+    val_loss: Mapped[float] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    val_accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    learning_rate: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+    trial: Mapped[TrialRow] = relationship(back_populates="epochs")
+
+
+class ArtifactRow(Base):
+    __tablename__ = "cxr_artifacts"
+    __table_args__ = (UniqueConstraint("trial_id", "kind", "filename", name="uq_cxr_artifact"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("cxr_trials.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # "model", "gradcam", ...
+    artifact_id: Mapped[str] = mapped_column(String(256))
+    filename: Mapped[str] = mapped_column(String(512))
+    bytes: Mapped[int] = mapped_column(Integer)
+    trial: Mapped[TrialRow] = relationship(back_populates="artifacts")

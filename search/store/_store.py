@@ -1,0 +1,148 @@
+"""``ResultStore``: write one trial's results in one transaction; read them back ranked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, create_engine, delete, event, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, selectinload
+
+from search._errors import SearchError
+from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, SchemaRow, TrialRow
+
+__all__ = ["RANKING", "ArtifactRecord", "ResultStore", "mask_url"]
+
+# The leaderboard's default rule: COVID sensitivity, then lung focus, then validation AUC,
+# all descending, unknown values last.
+RANKING: tuple[str, ...] = ("covid_sensitivity", "lung_focus", "roc_auc")
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    kind: str
+    artifact_id: str
+    filename: str
+    bytes: int
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, for messages and pages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SearchError(
+            f"`--storage` must be a database URL such as sqlite:///optuna.db or postgresql+psycopg://..., "
+            f"but got {url!r}."
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+        return engine
+    # pre-ping: a connection dropped by a restarted server is replaced, not used.
+    return create_engine(url, pool_pre_ping=True, pool_recycle=1800)
+
+
+class ResultStore:
+    """The project's result tables in the database at ``url`` (Optuna's tables live beside them)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _engine(url)
+
+    def create_schema(self) -> None:
+        """Create the tables once (before workers start) and stamp the schema version."""
+        try:
+            Base.metadata.create_all(self.engine)
+            with Session(self.engine) as session, session.begin():
+                if session.get(SchemaRow, "version") is None:
+                    session.add(SchemaRow(key="version", value=str(SCHEMA_VERSION)))
+        except OperationalError as exc:
+            raise SearchError(
+                f"The database must be reachable, but {mask_url(self.url)} is not ({exc.orig})."
+            ) from None
+        self.check_schema()
+
+    def check_schema(self) -> None:
+        try:
+            if not inspect(self.engine).has_table(SchemaRow.__tablename__):
+                raise SearchError(f"The database {mask_url(self.url)} has no cxr-search results tables yet.")
+            with Session(self.engine) as session:
+                row = session.get(SchemaRow, "version")
+        except OperationalError as exc:
+            raise SearchError(
+                f"The database must be reachable, but {mask_url(self.url)} is not ({exc.orig})."
+            ) from None
+        if row is None or int(row.value) != SCHEMA_VERSION:
+            found = None if row is None else row.value
+            raise SearchError(
+                f"The results schema must be version {SCHEMA_VERSION}, but {mask_url(self.url)} has version {found}."
+            )
+
+    def record(
+        self,
+        row: TrialRow,
+        epochs: Sequence[EpochRow] = (),
+        artifacts: Sequence[ArtifactRecord] = (),
+    ) -> int:
+        """Write a trial with its epochs and artifacts in one transaction; return the row id.
+
+        Writing the same (study, engine, trial, split) again replaces the earlier row, so a
+        retried write never duplicates a trial.
+        """
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            session.execute(
+                delete(TrialRow).where(
+                    TrialRow.study_name == row.study_name,
+                    TrialRow.engine == row.engine,
+                    TrialRow.trial_number == row.trial_number,
+                    TrialRow.split == row.split,
+                )
+            )
+            row.epochs = list(epochs)
+            row.artifacts = [ArtifactRow(**a.__dict__) for a in artifacts]
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def trials(self, study_name: str, *, split: str = "val", engine: str | None = None) -> list[TrialRow]:
+        """All rows of a study, with epochs and artifacts loaded."""
+        query = (
+            select(TrialRow)
+            .where(TrialRow.study_name == study_name, TrialRow.split == split)
+            .options(selectinload(TrialRow.epochs), selectinload(TrialRow.artifacts))
+            .order_by(TrialRow.trial_number)
+        )
+        if engine is not None:
+            query = query.where(TrialRow.engine == engine)
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.scalars(query))
+
+    def ranked(self, study_name: str, limit: int | None = None, rule: Sequence[str] = RANKING) -> list[TrialRow]:
+        """Completed validation rows, best first under ``rule`` (descending, nulls last)."""
+        columns = [getattr(TrialRow, name) for name in rule]
+        query = (
+            select(TrialRow)
+            .where(TrialRow.study_name == study_name, TrialRow.split == "val", TrialRow.state == "COMPLETE")
+            .order_by(*[c.desc().nulls_last() for c in columns], TrialRow.trial_number)
+            .options(selectinload(TrialRow.artifacts))
+            .limit(limit)
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.scalars(query))
+
+    def dispose(self) -> None:
+        self.engine.dispose()

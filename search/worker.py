@@ -1,0 +1,130 @@
+"""``python -m search.worker``: join an existing study and run trials until told to stop.
+
+Launch runs these as local processes; on other machines run the same command against the
+shared database:
+
+    python -m search.worker --storage postgresql+psycopg://user@host/db --study NAME [--data PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxrdata import DatasetError, Manifest, scan
+from search._errors import SearchError
+
+__all__ = ["WorkerJob", "main", "run_worker"]
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    storage: str
+    study: str
+    n_trials: int
+    data: str | None = None  # None: the path the study was created with
+    worker_index: int = 0
+    gpu: int | None = None
+    keep_models: int = 5
+    quiet: bool = True
+
+
+def _interrupt_once() -> None:
+    """The first Ctrl-C stops the running trial (recorded as failed); later ones are ignored
+    so that recording cannot be cut short (a terminal sends SIGINT to every worker and launch
+    forwards it too)."""
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def _select_gpu(gpu: int | None) -> None:
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+
+
+def _manifest(data_path: str, cache_dir: str, fingerprint: str) -> Manifest:
+    cached = Path(cache_dir) / f"manifest-{fingerprint}.json"
+    if cached.is_file():
+        manifest = Manifest.from_json(cached.read_text())
+        if Path(data_path).resolve() == manifest.root.resolve():
+            return manifest
+    manifest = scan(data_path)
+    if manifest.fingerprint != fingerprint:
+        raise SearchError(
+            f"A worker must see the study's dataset, but {data_path} has fingerprint {manifest.fingerprint} "
+            f"and the study was created on {fingerprint}."
+        )
+    return manifest
+
+
+def run_worker(job: WorkerJob) -> int:
+    """Run up to ``job.n_trials`` trials of the study in this process; return how many ran."""
+    _select_gpu(job.gpu)
+    _interrupt_once()
+    import optuna  # imported here: launch's parent process never loads TensorFlow
+
+    from search._objective import Objective
+    from search._study import load_study, make_storage
+    from search._trial import TrialData
+    from search.store import ResultStore
+
+    if job.quiet:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(job.storage)
+    study, info = load_study(storage, job.study, job.worker_index)
+    optuna.storages.fail_stale_trials(study)  # a stale trial is only failed when someone checks
+    manifest = _manifest(job.data or info.data_path, info.cache_dir, info.dataset_fingerprint)
+    store = ResultStore(job.storage)
+    store.check_schema()
+    objective = Objective(
+        study_name=job.study,
+        space=info.space,
+        data=TrialData(manifest, cache_dir=Path(info.cache_dir), split_seed=info.split_seed),
+        store=store,
+        artifact_store=optuna.artifacts.FileSystemArtifactStore(info.artifacts),
+        weights=info.weights,
+        seed=info.seed,
+        keep_models=job.keep_models,
+    )
+    before = len(study.get_trials(deepcopy=False))
+    import tensorflow as tf
+
+    study.optimize(objective, n_trials=job.n_trials, catch=(tf.errors.ResourceExhaustedError,), gc_after_trial=True)
+    return len(study.get_trials(deepcopy=False)) - before
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m search.worker", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--storage", required=True, help="database URL shared by all workers")
+    parser.add_argument("--study", required=True, help="name of an existing study (made by search.launch)")
+    parser.add_argument("--trials", type=int, default=10**9, help="stop after this many trials (default: run on)")
+    parser.add_argument("--data", help="dataset path on this machine (default: the path the study was created with)")
+    parser.add_argument("--gpu", type=int, help="GPU index to use (default: all visible)")
+    args = parser.parse_args(argv)
+    if args.trials < 1:
+        print(f"error: `--trials >= 1` must hold, but got {args.trials}.", file=sys.stderr)
+        return 1
+    job = WorkerJob(args.storage, args.study, args.trials, data=args.data, gpu=args.gpu, quiet=False)
+    try:
+        run_worker(job)
+    except (SearchError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
