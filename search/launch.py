@@ -189,6 +189,7 @@ class _Progress:
         self.study = optuna.load_study(study_name=plan.study, storage=plan.storage)
         self.store = ResultStore(plan.storage)
         self.before = before
+        self.total = plan.trials
         self.bar = tqdm(total=plan.trials, desc="Trials", unit="trial")
         self.shown: tuple[object, ...] = ()
 
@@ -210,7 +211,7 @@ class _Progress:
             failed=counts[TrialState.FAIL],
             best_covid_sens="-" if sens is None else f"{sens:.3f}",
         )
-        self.bar.n = min(len(done), self.bar.total)
+        self.bar.n = min(len(done), self.total)
         self.bar.refresh()
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ class WorkerJob:
     gpu: int | None = None
     keep_models: int = 5
     quiet: bool = True
+    handle_sigint: bool = True  # off when embedded in another program (tests)
 
 
 def _interrupt_once() -> None:
@@ -71,7 +72,8 @@ def _manifest(data_path: str, cache_dir: str, fingerprint: str) -> Manifest:
 def run_worker(job: WorkerJob) -> int:
     """Run up to ``job.n_trials`` trials of the study in this process; return how many ran."""
     _select_gpu(job.gpu)
-    _interrupt_once()
+    if job.handle_sigint:
+        _interrupt_once()
     import optuna  # imported here: launch's parent process never loads TensorFlow
 
     from search._objective import Objective

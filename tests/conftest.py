@@ -30,3 +30,10 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small three-class synthetic dataset with masks and patient ids (read-only in tests)."""
     root = tmp_path_factory.mktemp("synthetic")
     return make_synthetic_dataset(root, SyntheticSpec(per_class=12, size=48, patients_per_class=6, seed=1))
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A three-class synthetic dataset small enough to train on in seconds."""
+    root = tmp_path_factory.mktemp("tiny")
+    return make_synthetic_dataset(root, SyntheticSpec(per_class=16, size=40, seed=3))

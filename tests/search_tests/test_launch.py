@@ -1,0 +1,176 @@
+"""``python -m search.launch`` end to end: results in SQL, resume, reopen, bad arguments, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from cxrdata.synthetic import SyntheticSpec, make_synthetic_dataset
+from search.launch import main
+from search.store import ResultStore
+from tests.conftest import REPO
+
+BASE = ["--weights", "none", "--image-size", "32", "--max-epochs", "2", "--backbones", "MobileNet_0.25"]
+
+
+def _launch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "search.launch", *args], cwd=cwd, capture_output=True, text=True, env=env, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def searched(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 3-trial search with 2 workers, on the default embedded SQLite."""
+    workdir = tmp_path_factory.mktemp("search")
+    done = _launch("--trials", "3", "--workers", "2", "--data", str(tiny), *BASE, cwd=workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Top trials (validation split, ranked by COVID sensitivity)" in done.stdout
+    return workdir
+
+
+def test_every_trial_lands_in_optuna_and_the_results_store(searched: Path) -> None:
+    storage = f"sqlite:///{searched / 'optuna.db'}"
+    trials = optuna.load_study(study_name="cxr-search", storage=storage).get_trials()
+    assert len(trials) == 3 and all(t.state.is_finished() for t in trials)
+    rows = ResultStore(storage).trials("cxr-search")  # a fresh connection: results survive a reopen
+    assert sorted(r.trial_number for r in rows) == [0, 1, 2]
+    complete = [r for r in rows if r.state == "COMPLETE"]
+    assert complete, "at least one trial completes"
+    for row in complete:
+        assert row.backbone == "MobileNet_0.25" and row.image_size == 32
+        assert row.accuracy is not None and row.covid_sensitivity is not None
+        assert len(row.epochs) == row.epochs_run == 2
+        assert row.confusion_json and row.per_class_json
+        models = [a for a in row.artifacts if a.kind == "model"]
+        assert len(models) == 1
+        assert (searched / "artifacts" / models[0].artifact_id).is_file()
+
+
+def test_a_resumed_study_continues_its_trial_count(searched: Path) -> None:
+    workdir = searched.parent / "resumed"
+    shutil.copytree(searched, workdir)
+    done = _launch("--trials", "2", *BASE, cwd=workdir)  # no --data: the study remembers it
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = ResultStore(f"sqlite:///{workdir / 'optuna.db'}").trials("cxr-search")
+    assert sorted(r.trial_number for r in rows) == [0, 1, 2, 3, 4]
+
+
+def _bad_storage(tmp_path: Path, tiny: Path) -> list[str]:
+    return ["--data", str(tiny), "--storage", "mysql+nosuchdriver://x@/y"]
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda t, d: ["--data", str(t / "missing")], "The dataset root must be an existing folder, but"),
+        (lambda t, d: [], "`--data` must name the dataset for a new study, but none was given for 'cxr-search'."),
+        (
+            lambda t, d: ["--data", str(d), "--backbones", "MobileNetV9"],
+            "`backbone` must be a registered backbone, but got 'MobileNetV9'. Did you mean",
+        ),
+        (
+            lambda t, d: ["--data", str(d), "--weights", str(t), "--backbones", "VGG16"],
+            "ImageNet weights for VGG16 need the file 'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5' in",
+        ),
+        (lambda t, d: ["--data", str(d), "--weights", "imagenett"], "`--weights` must be 'imagenet', 'none' or an existing"),
+        (lambda t, d: ["--data", str(d), "--schemes", "four"], "The 'four' scheme needs images in the class folder(s) 'Lung_Opacity'"),
+        (lambda t, d: ["--data", str(d), "--pruner", "asha"], "`pruner` must be one of median, hyperband, none, but got 'asha'."),
+        (lambda t, d: ["--data", str(d), "--image-size", "8"], "`16 <= image_size <= 2048` must hold, but got image_size=8."),
+        (lambda t, d: ["--data", str(d), "--storage", "not a url"], "`--storage` must be a database URL such as"),
+        (
+            lambda t, d: ["--data", str(d), "--storage", f"sqlite:///{t}/no/such/dir/optuna.db"],
+            "The database must be reachable, but sqlite:///",
+        ),
+        (lambda t, d: ["--data", str(d), "--config", str(t / "x.toml")], "The config file must be an existing TOML file"),
+    ],
+    ids=[
+        "missing-data", "no-data", "unknown-backbone", "missing-weights", "bad-weights", "missing-class",
+        "bad-pruner", "tiny-image", "bad-url", "unreachable-db", "missing-config",
+    ],
+)  # fmt: skip
+def test_bad_arguments_get_one_sentence(
+    tmp_path: Path, tiny: Path, capsys: pytest.CaptureFixture[str], make_args: object, message: str
+) -> None:
+    args = ["--trials", "1", "--storage", f"sqlite:///{tmp_path / 'optuna.db'}", "--weights", "none"]
+    args += make_args(tmp_path, tiny)  # type: ignore[operator]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {message}"), err
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--trials", "0"), ("--workers", "-1"), ("--trials", "many")])
+def test_bad_counts_are_refused_by_the_parser(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--trials", "1", flag, value])
+    assert info.value.code == 2
+    assert f"argument {flag}: `{flag}" in capsys.readouterr().err
+
+
+def test_a_resumed_study_refuses_other_data_or_another_space(
+    searched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    shutil.copy(searched / "optuna.db", tmp_path / "optuna.db")
+    other = make_synthetic_dataset(tmp_path / "other", SyntheticSpec(per_class=16, size=40, seed=99))
+    assert main(["--trials", "1", "--storage", storage, "--data", str(other), *BASE]) == 1
+    assert (
+        "A resumed study must see the same dataset, but study 'cxr-search' was created on data"
+        in capsys.readouterr().err
+    )
+    assert main(["--trials", "1", "--storage", storage, *BASE[:-1], "MobileNetV2"]) == 1
+    assert "A resumed study must keep its search space, but" in capsys.readouterr().err
+
+
+def test_ctrl_c_records_the_running_trial_as_failed_and_keeps_the_rest(tiny: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [
+        "--trials",
+        "3",
+        "--data",
+        str(tiny),
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--backbones",
+        "MobileNet_0.25",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.launch", *args, "--max-epochs", "40", "--pruner", "none"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal would have
+    )
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    deadline = time.monotonic() + 240
+    running = False
+    while time.monotonic() < deadline and not running:
+        time.sleep(1)
+        try:
+            trials = optuna.load_study(study_name="cxr-search", storage=storage).get_trials()
+        except Exception:
+            continue
+        running = any(t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("config") for t in trials)
+    assert running, "a trial should have started"
+    time.sleep(3)  # let it train
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Stopping: the running trials are recorded as failed" in err
+    trials = optuna.load_study(study_name="cxr-search", storage=storage).get_trials()
+    assert trials[-1].state == optuna.trial.TrialState.FAIL
+    rows = ResultStore(storage).trials("cxr-search")
+    assert rows[-1].state == "FAIL" and rows[-1].error == "interrupted (Ctrl-C)"

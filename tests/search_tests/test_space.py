@@ -1,0 +1,141 @@
+"""The search space obeys its config, and every invalid config is refused up front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from search import SearchError
+from search.space import DEFAULT_SPACE_FILE, SearchSpace, TrialConfig, load_space
+
+BASE: dict[str, Any] = {
+    "space": {
+        "backbones": ["MobileNetV2", "DenseNet121"],
+        "schemes": ["three", "binary"],
+        "freeze_depth": {"low": 0.5, "high": 1.0, "step": 0.25},
+        "head_width": {"low": 16, "high": 256, "log": True},
+        "dropout": {"low": 0.0, "high": 0.5},
+        "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+        "augment_strength": 0.5,
+    },
+    "training": {"image_size": 64, "max_epochs": 3},
+}
+
+
+def _with(section: str, key: str, value: Any) -> dict[str, Any]:
+    data = {"space": dict(BASE["space"]), "training": dict(BASE["training"])}
+    data[section][key] = value
+    return data
+
+
+def test_the_packaged_default_is_valid() -> None:
+    space = load_space(DEFAULT_SPACE_FILE).check()
+    assert "DenseNet121" in space.backbones
+
+
+def test_suggestions_obey_the_config() -> None:
+    space = SearchSpace.from_dict(BASE).check()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = []
+    for _ in range(60):
+        trial = study.ask()
+        config = space.suggest(trial, weights="none", seed=7)
+        study.tell(trial, 0.0)
+        seen.append(config)
+    assert {c.backbone for c in seen} == {"MobileNetV2", "DenseNet121"}
+    assert {c.scheme for c in seen} == {"three", "binary"}
+    assert {c.freeze_depth for c in seen} <= {0.5, 0.75, 1.0} and len({c.freeze_depth for c in seen}) == 3
+    assert all(16 <= c.head_width <= 256 and isinstance(c.head_width, int) for c in seen)
+    assert all(0.0 <= c.dropout <= 0.5 for c in seen)
+    assert all(1e-4 <= c.learning_rate <= 1e-2 for c in seen)
+    assert {c.augment_strength for c in seen} == {0.5}, "a number fixes the parameter"
+    assert {(c.image_size, c.max_epochs, c.weights) for c in seen} == {(64, 3, "none")}
+    assert [c.seed for c in seen[:3]] == [7, 8, 9], "each trial gets its own seed"
+
+
+def test_config_round_trips_through_json() -> None:
+    config = TrialConfig("VGG16", 0.5, 64, 0.1, 1e-3, 0.25, "binary", image_size=96)
+    assert TrialConfig.from_json(config.to_json()) == config
+
+
+def test_overrides_replace_choices_and_training() -> None:
+    space = SearchSpace.from_dict(BASE).with_overrides(backbones=["VGG16"], image_size=96, max_epochs=None)
+    assert space.backbones == ("VGG16",)
+    assert (space.training.image_size, space.training.max_epochs) == (96, 3)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            _with("space", "dropout", {"low": 0.5, "high": 0.1}),
+            "`low <= high` must hold for dropout, but got (low=0.5, high=0.1).",
+        ),
+        (
+            _with("space", "learning_rate", {"low": 0.0, "high": 0.1, "log": True}),
+            "learning_rate must lie within [1e-07, 1.0], but got (low=0.0, high=0.1).",
+        ),
+        (
+            _with("space", "dropout", {"low": 0.0, "high": 1.0}),
+            "dropout must lie within [0.0, 0.95], but got (low=0.0, high=1.0).",
+        ),
+        (
+            _with("space", "head_width", {"low": 8.5, "high": 64}),
+            "head_width takes whole numbers, but got (low=8.5, high=64.0).",
+        ),
+        (
+            _with("space", "freeze_depth", {"low": 0.1, "high": 0.9, "log": True, "step": 0.1}),
+            "freeze_depth may have `log` or `step`, not both, but got log=true and step=0.1.",
+        ),
+        (
+            _with("space", "dropout", "high"),
+            "dropout must be a number or a table {low, high, log?, step?}, but got 'high'.",
+        ),
+        (
+            _with("space", "backbones", ["ResNet50"]),
+            "`backbone` must be a registered backbone, but got 'ResNet50'. Did you mean",
+        ),
+        (_with("space", "backbones", []), "`backbones` must name at least one backbone, but got none."),
+        (
+            _with("space", "schemes", ["tree"]),
+            "`schemes` must be among binary, three, four, but got 'tree'. Did you mean 'three'?",
+        ),
+        (_with("space", "dropuot", 0.1), "The search space has no parameter 'dropuot'. Did you mean 'dropout'?"),
+        (_with("training", "epochs", 3), "The training settings have no field 'epochs'. Did you mean"),
+        (
+            _with("training", "pruner", "medain"),
+            "`pruner` must be one of median, hyperband, none, but got 'medain'. Did you mean",
+        ),
+        (_with("training", "max_epochs", 0), "`max_epochs >= 1` must hold, but got max_epochs=0."),
+        (
+            _with("training", "warmup_epochs", 3),
+            "`0 <= warmup_epochs < max_epochs` must hold, but got (warmup_epochs=3, max_epochs=3).",
+        ),
+        (
+            {"space": {**BASE["space"], "backbones": ["InceptionV3"]}, "training": {"image_size": 64}},
+            "`image_size >= 75` must hold for InceptionV3, but got image_size=64.",
+        ),
+        (
+            {"space": {k: v for k, v in BASE["space"].items() if k != "schemes"}},
+            "The search space must set 'schemes', but it is missing.",
+        ),
+    ],
+)
+def test_invalid_spaces_are_refused(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(SearchError) as info:
+        SearchSpace.from_dict(data).check()
+    assert str(info.value).startswith(message)
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(
+        SearchError, match=r"The config file must be an existing TOML file, but '.*nope.toml' does not exist\."
+    ):
+        load_space(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[space\nbackbones = 1")
+    with pytest.raises(SearchError, match=r"The config file must be valid TOML, but '.*bad.toml' is not"):
+        load_space(bad)
