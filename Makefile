@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 DATA   ?= ../shared/cxr/radiography/COVID-19_Radiography_Dataset
+TRIALS ?= 20
+# A folder of Keras-named ImageNet weight files where one is beside the checkout, else download.
+WEIGHTS ?= $(if $(wildcard ../shared/weights/*.h5),../shared/weights,imagenet)
 # The CPU build of TensorFlow; use TF_EXTRA=gpu on a machine with NVIDIA GPUs.
 TF_EXTRA ?= cpu
 
@@ -20,6 +23,7 @@ setup: $(VENV)/.installed
 
 run: setup
 	$(PY) -m cxrdata.inspect "$(DATA)"
+	$(PY) -m search.launch --trials $(TRIALS) --data "$(DATA)" --weights "$(WEIGHTS)"
 
 lint: setup
 	$(VENV)/bin/ruff check .
