@@ -103,6 +103,7 @@ class Objective:
             row.class_names_json = json.dumps(m.class_names)
             row.per_class_json = json.dumps(m.per_class)
             row.confusion_json = json.dumps(m.confusion)
+            row.covid_roc_json = None if m.covid_roc is None else json.dumps(m.covid_roc)
         history = outcome.fit.history
         row.epochs_run = len(history)
         row.best_epoch = outcome.fit.best_epoch if history else None

@@ -18,6 +18,7 @@ from sklearn.metrics import (
     confusion_matrix,
     precision_recall_fscore_support,
     roc_auc_score,
+    roc_curve,
 )
 
 __all__ = ["COVID_LABEL", "TrialMetrics", "compute_metrics"]
@@ -43,6 +44,7 @@ class TrialMetrics:
     class_names: tuple[str, ...]
     per_class: dict[str, dict[str, float | None]]
     confusion: tuple[tuple[int, ...], ...]
+    covid_roc: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (fpr, tpr), at most ~100 points
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +58,19 @@ def _auc(y_true: np.ndarray, scores: np.ndarray, **kwargs: Any) -> float | None:
     if len(np.unique(y_true)) < 2:
         return None
     return float(roc_auc_score(y_true, scores, **kwargs))
+
+
+_ROC_POINTS = 100
+
+
+def _covid_roc(is_covid: np.ndarray, scores: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    if len(np.unique(is_covid)) < 2:
+        return None
+    fpr, tpr, _ = roc_curve(is_covid, scores, drop_intermediate=True)
+    if len(fpr) > _ROC_POINTS:  # thin evenly, keeping both ends
+        keep = np.unique(np.linspace(0, len(fpr) - 1, _ROC_POINTS).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return tuple(round(float(v), 5) for v in fpr), tuple(round(float(v), 5) for v in tpr)
 
 
 def _clean(value: float) -> float | None:
@@ -121,4 +136,5 @@ def compute_metrics(
         class_names=tuple(class_names),
         per_class=per_class,
         confusion=tuple(tuple(int(v) for v in row) for row in cm),
+        covid_roc=_covid_roc(is_covid, proba[:, COVID_LABEL]),
     )

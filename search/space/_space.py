@@ -69,8 +69,8 @@ class TrainingSettings:
     fine_tune_lr_factor: float = 0.1
     crop: float = 0.0
     pruner: str = "median"
-    pruner_startup_trials: int = 2
-    pruner_warmup_epochs: int = 1
+    pruner_startup_trials: int = 4
+    pruner_warmup_epochs: int = 2
 
     def check(self) -> None:
         rules = [

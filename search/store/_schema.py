@@ -70,6 +70,7 @@ class TrialRow(Base):
     class_names_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     per_class_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     confusion_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    covid_roc_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     epochs_run: Mapped[int] = mapped_column(Integer, default=0)
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -52,6 +52,9 @@ def test_binary_auc_is_covid_vs_rest() -> None:
     assert m.roc_auc == pytest.approx(0.75)
     assert m.covid_auc == pytest.approx(0.75)
     assert m.covid_sensitivity == pytest.approx(0.5)
+    assert m.covid_roc is not None
+    fpr, tpr = m.covid_roc
+    assert fpr[0] == 0.0 and fpr[-1] == 1.0 and tpr[-1] == 1.0
 
 
 def test_undefined_figures_are_none_not_nan() -> None:
