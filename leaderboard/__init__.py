@@ -1,0 +1,1 @@
+"""The leaderboard: tables and charts over the results store. Never imports TensorFlow."""

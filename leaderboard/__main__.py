@@ -1,0 +1,30 @@
+"""``python -m leaderboard --storage URL``: start the Streamlit leaderboard on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from streamlit.web import cli as streamlit_cli
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m leaderboard", description=__doc__)
+    parser.add_argument("--storage", default=os.environ.get("CXR_STORAGE", "sqlite:///optuna.db"))
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=8501)
+    args = parser.parse_args()
+    os.environ["CXR_STORAGE"] = args.storage
+    app = Path(__file__).with_name("app.py")
+    sys.argv = [
+        "streamlit", "run", str(app),
+        "--server.address", args.host, "--server.port", str(args.port),
+        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    sys.exit(streamlit_cli.main())
+
+
+if __name__ == "__main__":
+    main()

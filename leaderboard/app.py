@@ -1,0 +1,230 @@
+"""The leaderboard page: ``streamlit run leaderboard/app.py [-- --storage URL]``.
+
+A thin page over :mod:`leaderboard.data` and :mod:`leaderboard.charts`; the database is opened
+read-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` from a checkout
+
+from leaderboard import charts
+from leaderboard import data as D
+from search.store import RANKING, mask_url
+
+DEFAULT_STORAGE = "sqlite:///optuna.db"
+PAGE_SIZE = 50
+CACHE_TTL_S = 5
+CHARTS = {
+    "sensitivity": "COVID sensitivity vs lung focus (Pareto front)",
+    "history": "Optimisation history",
+    "importances": "Parameter importances",
+    "parallel": "Parallel coordinates",
+    "timeline": "Trial timeline (pruned and failed included)",
+}
+
+
+def storage_url() -> str:
+    """``-- --storage URL`` after ``streamlit run``, else $CXR_STORAGE, else the embedded default."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--storage")
+    known, _ = parser.parse_known_args(sys.argv[1:])
+    return known.storage or os.environ.get("CXR_STORAGE") or DEFAULT_STORAGE
+
+
+@st.cache_resource
+def _engine(url: str):  # type: ignore[no-untyped-def]
+    return D.read_only_engine(url)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _studies(url: str) -> list[str]:
+    return D.studies(_engine(url))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _choices(url: str, study: str) -> dict[str, list[str]]:
+    return D.filter_choices(_engine(url), study)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _page(url: str, study: str, rule: tuple[str, ...], filters: D.Filters, page: int) -> tuple[pd.DataFrame, int]:
+    return D.ranking(_engine(url), study, rule=rule, filters=filters, page=page, page_size=PAGE_SIZE)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _all(url: str, study: str) -> pd.DataFrame:
+    return D.all_trials(_engine(url), study)
+
+
+@st.cache_resource(ttl=CACHE_TTL_S)
+def _optuna_study(url: str, study: str) -> optuna.Study:
+    parsed = D.read_only_engine(url).url
+    storage = optuna.storages.RDBStorage(
+        parsed.render_as_string(hide_password=False), skip_table_creation=True, skip_compatibility_check=True
+    )
+    return optuna.load_study(study_name=study, storage=storage)
+
+
+def _sidebar(url: str) -> tuple[str, tuple[str, ...], D.Filters, int | None] | None:
+    st.sidebar.caption(f"Database: `{mask_url(url)}` (read-only)")
+    try:
+        names = _studies(url)
+    except Exception as exc:  # an unreachable or foreign database: say so, do not crash the page
+        st.error(
+            f"The results database must be reachable and hold cxr-search results, but {mask_url(url)} does not ({exc})."
+        )
+        return None
+    if not names:
+        st.info("No trials yet. Start a search with `python -m search.launch --trials 20 --data PATH`.")
+        return None
+    wanted = st.query_params.get("study")  # deep links: ?study=NAME
+    study = st.sidebar.selectbox("Study", names, index=names.index(wanted) if wanted in names else 0)
+    st.query_params["study"] = study
+    rule = st.sidebar.multiselect(
+        "Rank by (in order)", list(D.RANKABLE), default=list(RANKING), format_func=lambda c: D.LABELS.get(c, c)
+    )
+    choices = _choices(url, study)
+    filters = D.Filters(
+        backbones=tuple(st.sidebar.multiselect("Backbone", choices["backbones"])),
+        schemes=tuple(st.sidebar.multiselect("Scheme", choices["schemes"])),
+        states=tuple(
+            st.sidebar.multiselect(
+                "State", choices["states"], default=[s for s in ("COMPLETE",) if s in choices["states"]]
+            )
+        ),
+        engines=tuple(st.sidebar.multiselect("Engine", choices["engines"])),
+    )
+    live = st.sidebar.toggle("Refresh while workers run", value=True)
+    return study, tuple(rule or RANKING), filters, (10 if live else None)
+
+
+def _top_line(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "No trial matches the filters."
+    top = frame.iloc[0]
+
+    def fmt(value: Any) -> str:
+        return "—" if value is None or value != value else f"{float(value):.3f}"  # NaN != NaN
+
+    return (
+        f"Top-ranked: trial {int(top['trial_number'])} ({top['backbone']}, {top['scheme']}): "
+        f"COVID sensitivity {fmt(top['covid_sensitivity'])}, lung focus {fmt(top['lung_focus'])}, "
+        f"validation AUC {fmt(top['roc_auc'])}"
+    )
+
+
+def _board(url: str, study: str, rule: tuple[str, ...], filters: D.Filters) -> pd.DataFrame:
+    pages = st.session_state.get("page", 1)
+    frame, total = _page(url, study, rule, filters, pages - 1)
+    st.markdown(f"**{_top_line(frame)}**")
+    st.caption(D.rule_text(rule))
+    if not frame.empty and frame["lung_focus"].isna().all():
+        st.caption("Lung focus is not measured for these trials yet; it ranks as unknown.")
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config={
+            "learning_rate": st.column_config.NumberColumn(format="%.2e"),
+            "wall_time_s": st.column_config.NumberColumn("time (s)", format="%.0f"),
+            **{
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in D.RANKABLE
+                if c not in ("params", "wall_time_s")
+            },
+        },
+    )
+    last = max(1, -(-total // PAGE_SIZE))
+    st.number_input(f"Page (of {last}; {total} trials)", min_value=1, max_value=last, key="page")
+    return frame
+
+
+def _charts(url: str, study: str) -> None:
+    kind: str = st.selectbox("Chart", list(CHARTS), format_func=lambda k: CHARTS[k])
+    try:
+        if kind == "sensitivity":
+            st.plotly_chart(charts.sensitivity_focus_figure(_all(url, study)))
+        else:
+            st.plotly_chart(charts.optuna_figure(_optuna_study(url, study), kind))
+    except (ValueError, RuntimeError) as exc:  # e.g. importances before two trials completed
+        st.info(f"This chart needs more finished trials ({exc}).")
+
+
+def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
+    st.subheader("Trial")
+    numbers = _all(url, study)["trial_number"].tolist()
+    if not numbers:
+        return
+    default = int(top.iloc[0]["trial_number"]) if not top.empty else numbers[0]
+    number = st.selectbox("Trial number", numbers, index=numbers.index(default))
+    detail = D.trial_detail(_engine(url), study, int(number), str(top.iloc[0]["engine"]) if not top.empty else "optuna")
+    if detail is None:
+        st.warning(f"Trial {number} has no stored result.")
+        return
+    st.markdown(f"**Trial {detail.trial_number}** — {detail.state}" + (f": {detail.error}" if detail.error else ""))
+    left, right = st.columns(2)
+    with left:
+        st.json(detail.config, expanded=False)
+        st.dataframe(pd.Series(detail.metrics, name="value").to_frame())
+        if not detail.per_class.empty:
+            st.dataframe(detail.per_class)
+    with right:
+        if not detail.epochs.empty:
+            st.plotly_chart(charts.learning_curve_figure(detail.epochs, detail.pruned_at_epoch))
+        if detail.confusion is not None:
+            st.plotly_chart(charts.confusion_figure(detail.confusion, detail.class_names))
+        if detail.roc is not None:
+            st.plotly_chart(charts.roc_figure(*detail.roc, detail.metrics.get("roc_auc")))
+    _artifacts(url, study, detail)
+
+
+def _artifacts(url: str, study: str, detail: D.TrialDetail) -> None:
+    folder = D.study_artifact_dir(url, study)
+    overlays = [a for a in detail.artifacts if a["kind"] == "gradcam"]
+    if overlays and folder is not None:
+        st.image(
+            [str(folder / a["artifact_id"]) for a in overlays], caption=[a["filename"] for a in overlays], width=200
+        )
+    else:
+        st.caption("No Grad-CAM overlays stored for this trial.")
+    models = [a for a in detail.artifacts if a["kind"] == "model"]
+    if models and folder is not None and (folder / models[0]["artifact_id"]).is_file():
+        st.download_button(
+            f"Download model ({models[0]['filename']})",
+            data=(folder / models[0]["artifact_id"]).read_bytes(),
+            file_name=models[0]["filename"],
+        )
+    else:
+        st.caption("No saved model for this trial (models are kept for trials that entered the top at the time).")
+
+
+def main() -> None:
+    st.set_page_config(page_title="cxr-search leaderboard", layout="wide")
+    st.title("cxr-search leaderboard")
+    st.caption("Research tool: validation-split results of a model search. Not a medical device; no clinical claim.")
+    url = storage_url()
+    chosen = _sidebar(url)
+    if chosen is None:
+        return
+    study, rule, filters, every = chosen
+
+    @st.fragment(run_every=every)
+    def live() -> None:
+        top = _board(url, study, rule, filters)
+        _charts(url, study)
+        _trial_page(url, study, top)
+
+    live()
+
+
+main()

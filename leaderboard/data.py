@@ -1,0 +1,283 @@
+"""The results store as DataFrames for the leaderboard: pure functions, no TensorFlow, no Streamlit.
+
+Everything that can be done in SQL is (ranking, filtering, pagination), so a study of 10,000
+trials costs one indexed query per page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from search.store import RANKING, ArtifactRow, EpochRow, TrialRow
+
+__all__ = [
+    "LABELS",
+    "RANKABLE",
+    "Filters",
+    "TrialDetail",
+    "all_trials",
+    "filter_choices",
+    "pareto_front",
+    "ranking",
+    "read_only_engine",
+    "rule_text",
+    "studies",
+    "study_artifact_dir",
+    "trial_detail",
+]
+
+LABELS: dict[str, str] = {
+    "covid_sensitivity": "COVID sensitivity",
+    "lung_focus": "lung focus",
+    "roc_auc": "validation AUC",
+    "covid_auc": "COVID AUC",
+    "covid_specificity": "COVID specificity",
+    "covid_ppv": "COVID PPV",
+    "covid_npv": "COVID NPV",
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "loss": "validation loss",
+    "wall_time_s": "wall time",
+    "params": "parameters",
+}
+# Columns a rule may sort on, and their direction (True: higher is better).
+RANKABLE: dict[str, bool] = {
+    "covid_sensitivity": True,
+    "lung_focus": True,
+    "roc_auc": True,
+    "covid_auc": True,
+    "covid_specificity": True,
+    "covid_ppv": True,
+    "covid_npv": True,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "loss": False,
+    "wall_time_s": False,
+    "params": False,
+}
+TABLE_COLUMNS = (
+    "trial_number", "engine", "state", "backbone", "scheme", "freeze_depth", "head_width", "dropout",
+    "learning_rate", "augment_strength", "image_size", "covid_sensitivity", "covid_specificity", "covid_ppv",
+    "lung_focus", "roc_auc", "accuracy", "balanced_accuracy", "loss", "epochs_run", "wall_time_s", "params",
+)  # fmt: skip
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine that cannot write: SQLite opened with ``mode=ro``, PostgreSQL in read-only sessions."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "").resolve()
+        if not path.is_file():
+            raise FileNotFoundError(f"The results database must exist, but {path} does not.")
+        engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", connect_args={"timeout": 30})
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+
+        @event.listens_for(engine, "connect")
+        def _read_only(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+
+    return engine
+
+
+def studies(engine: Engine) -> list[str]:
+    """Studies with results, most recently active first."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(TrialRow.study_name, func.max(TrialRow.created_at).label("last"))
+            .group_by(TrialRow.study_name)
+            .order_by(func.max(TrialRow.created_at).desc())
+        )
+        return [r.study_name for r in rows]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Empty tuples mean "all"."""
+
+    backbones: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = ()
+    states: tuple[str, ...] = ("COMPLETE",)
+    engines: tuple[str, ...] = ()
+
+
+def filter_choices(engine: Engine, study: str) -> dict[str, list[str]]:
+    out = {}
+    with Session(engine) as session:
+        for key, column in (
+            ("backbones", TrialRow.backbone),
+            ("schemes", TrialRow.scheme),
+            ("states", TrialRow.state),
+            ("engines", TrialRow.engine),
+        ):
+            query = select(column).where(TrialRow.study_name == study, TrialRow.split == "val").distinct()
+            out[key] = sorted(v for v in session.scalars(query) if v is not None)
+    return out
+
+
+def rule_text(rule: Sequence[str]) -> str:
+    """The ranking rule in words, e.g. for the caption above the table."""
+    parts = [f"{LABELS.get(c, c)} {'↓' if RANKABLE.get(c, True) else '↑'}" for c in rule]
+    return "Ranked by " + ", then ".join(parts) + " (unknown values last; validation split only)."
+
+
+def _check_rule(rule: Sequence[str]) -> None:
+    unknown = [c for c in rule if c not in RANKABLE]
+    if unknown or not rule:
+        raise ValueError(f"A ranking rule must list columns among {', '.join(RANKABLE)}, but got {list(rule)}.")
+
+
+def ranking(
+    engine: Engine,
+    study: str,
+    *,
+    rule: Sequence[str] = RANKING,
+    filters: Filters = Filters(),
+    page: int = 0,
+    page_size: int = 50,
+) -> tuple[pd.DataFrame, int]:
+    """One page of the ranked table and the number of matching trials."""
+    _check_rule(rule)
+    conditions = [TrialRow.study_name == study, TrialRow.split == "val"]
+    for values, column in (
+        (filters.backbones, TrialRow.backbone),
+        (filters.schemes, TrialRow.scheme),
+        (filters.states, TrialRow.state),
+        (filters.engines, TrialRow.engine),
+    ):
+        if values:
+            conditions.append(column.in_(values))
+    order = []
+    for name in rule:
+        column = getattr(TrialRow, name)
+        order.append(column.desc().nulls_last() if RANKABLE[name] else column.asc().nulls_last())
+    columns = [getattr(TrialRow, c) for c in TABLE_COLUMNS]
+    with Session(engine) as session:
+        total = session.scalar(select(func.count()).select_from(TrialRow).where(*conditions)) or 0
+        rows = session.execute(
+            select(*columns)
+            .where(*conditions)
+            .order_by(*order, TrialRow.trial_number)
+            .offset(page * page_size)
+            .limit(page_size)
+        ).all()
+    frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    frame.insert(0, "rank", range(page * page_size + 1, page * page_size + 1 + len(frame)))
+    return frame, int(total)
+
+
+def all_trials(engine: Engine, study: str) -> pd.DataFrame:
+    """Every validation row of a study (for charts), without the JSON blobs."""
+    columns = [getattr(TrialRow, c) for c in (*TABLE_COLUMNS, "created_at", "pruned_at_epoch")]
+    with Session(engine) as session:
+        rows = session.execute(
+            select(*columns)
+            .where(TrialRow.study_name == study, TrialRow.split == "val")
+            .order_by(TrialRow.trial_number)
+        ).all()
+    return pd.DataFrame(rows, columns=[c.key for c in columns])
+
+
+def pareto_front(frame: pd.DataFrame, x: str = "covid_sensitivity", y: str = "lung_focus") -> pd.Series:
+    """True for rows no other row beats on both ``x`` and ``y`` (higher is better); False where unknown."""
+    values = frame[[x, y]].to_numpy(dtype=float)
+    known = ~np.isnan(values).any(axis=1)
+    front = np.zeros(len(frame), dtype=bool)
+    pts = values[known]
+    for i, (a, b) in zip(np.flatnonzero(known), pts, strict=True):
+        dominated = ((pts[:, 0] >= a) & (pts[:, 1] >= b) & ((pts[:, 0] > a) | (pts[:, 1] > b))).any()
+        front[i] = not dominated
+    return pd.Series(front, index=frame.index)
+
+
+@dataclass
+class TrialDetail:
+    trial_number: int
+    engine: str
+    state: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    class_names: list[str]
+    per_class: pd.DataFrame
+    confusion: list[list[int]] | None
+    roc: tuple[list[float], list[float]] | None
+    epochs: pd.DataFrame
+    pruned_at_epoch: int | None
+    error: str | None
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str = "optuna") -> TrialDetail | None:
+    with Session(engine) as session:
+        row = session.scalar(
+            select(TrialRow).where(
+                TrialRow.study_name == study,
+                TrialRow.trial_number == trial_number,
+                TrialRow.engine == engine_name,
+                TrialRow.split == "val",
+            )
+        )
+        if row is None:
+            return None
+        epochs = session.execute(
+            select(
+                EpochRow.epoch,
+                EpochRow.phase,
+                EpochRow.loss,
+                EpochRow.val_loss,
+                EpochRow.val_accuracy,
+                EpochRow.learning_rate,
+            )
+            .where(EpochRow.trial_id == row.id)
+            .order_by(EpochRow.epoch)
+        ).all()
+        artifacts = session.execute(
+            select(ArtifactRow.kind, ArtifactRow.artifact_id, ArtifactRow.filename, ArtifactRow.bytes).where(
+                ArtifactRow.trial_id == row.id
+            )
+        ).all()
+        per_class = json.loads(row.per_class_json) if row.per_class_json else {}
+        roc = json.loads(row.covid_roc_json) if row.covid_roc_json else None
+        return TrialDetail(
+            trial_number=row.trial_number,
+            engine=row.engine,
+            state=row.state,
+            config=json.loads(row.config_json),
+            metrics={k: getattr(row, k) for k in LABELS},
+            class_names=json.loads(row.class_names_json) if row.class_names_json else [],
+            per_class=pd.DataFrame(per_class).T if per_class else pd.DataFrame(),
+            confusion=json.loads(row.confusion_json) if row.confusion_json else None,
+            roc=None if roc is None else (roc[0], roc[1]),
+            epochs=pd.DataFrame(
+                epochs, columns=["epoch", "phase", "loss", "val_loss", "val_accuracy", "learning_rate"]
+            ),
+            pruned_at_epoch=row.pruned_at_epoch,
+            error=row.error,
+            artifacts=[dict(a._mapping) for a in artifacts],
+        )
+
+
+def study_artifact_dir(url: str, study: str) -> Path | None:
+    """Where the study keeps its artifacts (from its Optuna user attributes), read-only."""
+    from sqlalchemy import text
+
+    with read_only_engine(url).connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
+                "WHERE s.study_name = :name AND a.key = 'cxr_artifacts'"
+            ),
+            {"name": study},
+        ).first()
+    return None if row is None else Path(json.loads(row[0]))

@@ -1,0 +1,148 @@
+"""Synthetic studies with known results, for tests, demos and the leaderboard benchmark.
+
+Rows go through the real stores (Optuna's storage and :class:`search.store.ResultStore`), so
+the leaderboard reads exactly what a search would have written; no model is trained.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import optuna
+from sqlalchemy.orm import Session
+
+from search.store import EpochRow, ResultStore, TrialRow
+
+__all__ = ["make_synthetic_study"]
+
+_BACKBONES = ("DenseNet121", "MobileNetV2", "ResNet50V2", "EfficientNetB0")
+_DISTRIBUTIONS = {
+    "backbone": optuna.distributions.CategoricalDistribution(list(_BACKBONES)),
+    "freeze_depth": optuna.distributions.FloatDistribution(0.0, 1.0, step=0.25),
+    "head_width": optuna.distributions.IntDistribution(16, 512, log=True),
+    "dropout": optuna.distributions.FloatDistribution(0.0, 0.5),
+    "learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+    "augment_strength": optuna.distributions.FloatDistribution(0.0, 1.0),
+    "scheme": optuna.distributions.CategoricalDistribution(["three", "binary"]),
+}
+
+
+def _params(rng: np.random.Generator) -> dict[str, object]:
+    return {
+        "backbone": str(rng.choice(_BACKBONES)),
+        "freeze_depth": float(rng.choice([0.0, 0.25, 0.5, 0.75, 1.0])),
+        "head_width": int(rng.integers(16, 513)),
+        "dropout": float(rng.uniform(0, 0.5)),
+        "learning_rate": float(10 ** rng.uniform(-4, -2)),
+        "augment_strength": float(rng.uniform(0, 1)),
+        "scheme": str(rng.choice(["three", "binary"])),
+    }
+
+
+def _metrics(rng: np.random.Generator, sens: float, focus: float | None, loss: float) -> dict[str, object]:
+    return {
+        "loss": loss,
+        "accuracy": float(rng.uniform(0.7, 0.95)),
+        "balanced_accuracy": float(rng.uniform(0.7, 0.95)),
+        "covid_sensitivity": sens,
+        "covid_specificity": float(rng.uniform(0.8, 0.99)),
+        "covid_ppv": float(rng.uniform(0.7, 0.99)),
+        "covid_npv": float(rng.uniform(0.8, 0.99)),
+        "covid_auc": float(rng.uniform(0.85, 0.99)),
+        "roc_auc": float(rng.uniform(0.85, 0.99)),
+        "lung_focus": focus,
+        "class_names_json": json.dumps(["COVID", "Normal", "Viral Pneumonia"]),
+        "confusion_json": json.dumps([[50, 3, 2], [4, 48, 3], [1, 2, 52]]),
+        "covid_roc_json": json.dumps([[0.0, 0.1, 1.0], [0.0, 0.9, 1.0]]),
+    }
+
+
+def make_synthetic_study(
+    url: str,
+    study_name: str,
+    n_trials: int,
+    *,
+    seed: int = 0,
+    best: int | None = None,
+    with_lung_focus: bool = True,
+    batch: int = 2000,
+) -> int:
+    """Write ``n_trials`` trials (about 70% complete, 25% pruned, 5% failed) and return the
+    number of the trial that ranks first. ``best`` forces that trial to be the winner."""
+    rng = np.random.default_rng(seed)
+    store = ResultStore(url)
+    store.create_schema()
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize", load_if_exists=True)
+    study.set_user_attr("cxr_artifacts", "")
+    start = datetime.now(UTC) - timedelta(hours=n_trials / 100)
+    frozen, rows = [], []
+    for number in range(n_trials):
+        params = _params(rng)
+        draw = rng.random()
+        state = "COMPLETE" if draw < 0.7 else "PRUNED" if draw < 0.95 else "FAIL"
+        sens = float(rng.uniform(0.6, 0.95))
+        focus = float(rng.uniform(0.2, 0.9)) if with_lung_focus else None
+        if number == best:
+            state, sens, focus = "COMPLETE", 0.99, 0.95 if with_lung_focus else None
+        loss = float(rng.uniform(0.15, 0.9))
+        epochs = int(rng.integers(2, 8))
+        values = [loss * (1.5 - 0.5 * e / epochs) for e in range(epochs)]
+        began = start + timedelta(seconds=30 * number)
+        frozen.append(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=_DISTRIBUTIONS,
+                value=min(values) if state == "COMPLETE" else None,
+                intermediate_values=dict(enumerate(values)) if state != "FAIL" else {},
+                state={
+                    "COMPLETE": optuna.trial.TrialState.COMPLETE,
+                    "PRUNED": optuna.trial.TrialState.PRUNED,
+                    "FAIL": optuna.trial.TrialState.FAIL,
+                }[state],
+            )
+        )
+        frozen[-1].datetime_start, frozen[-1].datetime_complete = began, began + timedelta(seconds=25)
+        complete = state == "COMPLETE"
+        measured = _metrics(rng, sens, focus, min(values)) if complete else {}
+        row = TrialRow(
+            study_name=study_name, engine="optuna", trial_number=number, state=state, split="val",
+            backbone=params["backbone"], scheme=params["scheme"], freeze_depth=params["freeze_depth"],
+            head_width=params["head_width"], dropout=params["dropout"], learning_rate=params["learning_rate"],
+            augment_strength=params["augment_strength"], image_size=128, batch_size=32, max_epochs=8,
+            weights="imagenet", config_json=json.dumps({**params, "image_size": 128}),
+            epochs_run=epochs if state != "FAIL" else 0, pruned_at_epoch=epochs - 1 if state == "PRUNED" else None,
+            wall_time_s=float(rng.uniform(10, 300)), params=int(rng.integers(200_000, 25_000_000)),
+            error="out of memory" if state == "FAIL" else None, created_at=began, **measured,
+        )  # fmt: skip
+        row.epochs = [
+            EpochRow(
+                epoch=e,
+                phase="train",
+                loss=v * 0.9,
+                val_loss=v,
+                accuracy=None,
+                val_accuracy=None,
+                learning_rate=1e-3,
+                seconds=3.0,
+            )
+            for e, v in enumerate(values if state != "FAIL" else [])
+        ]
+        rows.append(row)
+        if len(rows) >= batch:
+            _flush(store, study, rows, frozen)
+    _flush(store, study, rows, frozen)
+    ranked = store.ranked(study_name, limit=1)
+    return ranked[0].trial_number
+
+
+def _flush(
+    store: ResultStore, study: optuna.Study, rows: list[TrialRow], frozen: list[optuna.trial.FrozenTrial]
+) -> None:
+    study.add_trials(frozen)
+    with Session(store.engine) as session, session.begin():
+        session.add_all(rows)
+    rows.clear()
+    frozen.clear()

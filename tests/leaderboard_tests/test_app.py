@@ -1,0 +1,73 @@
+"""The Streamlit page through Streamlit's AppTest (no browser)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import REPO
+from tests.leaderboard_tests.conftest import WINNER
+
+APP = str(REPO / "leaderboard" / "app.py")
+
+
+def _app(monkeypatch: pytest.MonkeyPatch, url: str, study: str = "demo") -> AppTest:
+    monkeypatch.setenv("CXR_STORAGE", url)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["study"] = study
+    return at.run()
+
+
+def _top(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if "Top-ranked" in m.value or "No trial matches" in m.value)
+
+
+def test_the_page_shows_the_winner_and_the_rule(monkeypatch: pytest.MonkeyPatch, study_db: str) -> None:
+    at = _app(monkeypatch, study_db)
+    assert not at.exception
+    assert _top(at).startswith(f"**Top-ranked: trial {WINNER} (")
+    assert any("Ranked by COVID sensitivity ↓, then lung focus ↓" in c.value for c in at.caption)
+    assert len(at.dataframe) >= 1
+
+
+def test_changing_the_rule_and_filters_reranks(monkeypatch: pytest.MonkeyPatch, study_db: str) -> None:
+    at = _app(monkeypatch, study_db)
+    at.multiselect[0].set_value(["loss"]).run()
+    assert not at.exception
+    assert any("Ranked by validation loss ↑" in c.value for c in at.caption)
+    at.multiselect[1].set_value(["DenseNet121"]).run()
+    assert "(DenseNet121," in _top(at)
+
+
+def test_a_study_without_lung_focus_says_so(monkeypatch: pytest.MonkeyPatch, study_db: str) -> None:
+    at = _app(monkeypatch, study_db, study="second")
+    assert not at.exception
+    assert "lung focus —" in _top(at)
+    assert any("Lung focus is not measured for these trials yet" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("chart", ["history", "importances", "parallel", "timeline"])
+def test_every_chart_draws(monkeypatch: pytest.MonkeyPatch, study_db: str, chart: str) -> None:
+    at = _app(monkeypatch, study_db)
+    next(s for s in at.selectbox if s.label == "Chart").set_value(chart).run()
+    assert not at.exception
+
+
+def test_an_empty_database_explains_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from search.store import ResultStore
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    ResultStore(url).create_schema()
+    at = _app(monkeypatch, url)
+    assert not at.exception
+    assert "No trials yet" in at.info[0].value
+
+
+def test_a_password_never_reaches_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, "postgresql+psycopg://alice:s3cret@127.0.0.1:1/nowhere")
+    assert not at.exception
+    page = " ".join([c.value for c in at.caption] + [e.value for e in at.error])
+    assert "s3cret" not in page and "***" in page
+    assert "The results database must be reachable" in at.error[0].value

@@ -1,0 +1,105 @@
+"""leaderboard.data on synthetic studies: ranking, filters, pagination, Pareto front, read-only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from leaderboard import data as D
+from tests.leaderboard_tests.conftest import WINNER
+
+
+@pytest.fixture(scope="module")
+def engine(study_db: str) -> Engine:
+    return D.read_only_engine(study_db)
+
+
+def test_studies_are_listed(engine: Engine) -> None:
+    assert set(D.studies(engine)) == {"demo", "second"}
+
+
+def test_default_rule_ranks_by_sensitivity_then_focus_then_auc(engine: Engine) -> None:
+    frame, total = D.ranking(engine, "demo", page_size=500)
+    assert frame.iloc[0]["trial_number"] == WINNER
+    assert set(frame["state"]) == {"COMPLETE"}
+    assert total == len(frame)
+    keys = list(zip(frame["covid_sensitivity"], frame["lung_focus"], frame["roc_auc"], strict=True))
+    assert keys == sorted(keys, reverse=True)
+    assert frame["rank"].tolist() == list(range(1, total + 1))
+
+
+def test_a_changed_rule_changes_the_order(engine: Engine) -> None:
+    frame, _ = D.ranking(engine, "demo", rule=("loss",), page_size=500)
+    assert frame["loss"].is_monotonic_increasing, "lower loss is better"
+    frame, _ = D.ranking(engine, "demo", rule=("accuracy", "covid_sensitivity"), page_size=500)
+    assert frame["accuracy"].is_monotonic_decreasing
+
+
+def test_unknown_values_rank_last(engine: Engine) -> None:
+    frame, total = D.ranking(engine, "demo", filters=D.Filters(states=()), page_size=500)
+    assert total == 200
+    known = frame["covid_sensitivity"].notna().tolist()
+    assert known == sorted(known, reverse=True), "every trial with a value comes before those without"
+
+
+def test_filters_and_pagination_happen_in_sql(engine: Engine) -> None:
+    everything, total = D.ranking(
+        engine, "demo", filters=D.Filters(backbones=("ResNet50V2",), schemes=("three",)), page_size=1000
+    )
+    assert set(everything["backbone"]) == {"ResNet50V2"} and set(everything["scheme"]) == {"three"}
+    pages = [
+        D.ranking(
+            engine, "demo", filters=D.Filters(backbones=("ResNet50V2",), schemes=("three",)), page=p, page_size=7
+        )[0]
+        for p in range(-(-total // 7))
+    ]
+    assert pd.concat(pages)["trial_number"].tolist() == everything["trial_number"].tolist()
+    assert pages[1]["rank"].iloc[0] == 8
+
+
+def test_filter_choices(engine: Engine) -> None:
+    choices = D.filter_choices(engine, "demo")
+    assert choices["states"] == ["COMPLETE", "FAIL", "PRUNED"]
+    assert choices["engines"] == ["optuna"]
+    assert "DenseNet121" in choices["backbones"]
+
+
+@pytest.mark.parametrize("rule", [(), ("covid_sensitivity", "popularity")])
+def test_bad_rules_are_refused(engine: Engine, rule: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="A ranking rule must list columns among covid_sensitivity"):
+        D.ranking(engine, "demo", rule=rule)
+
+
+def test_rule_text() -> None:
+    assert D.rule_text(("covid_sensitivity", "loss")) == (
+        "Ranked by COVID sensitivity ↓, then validation loss ↑ (unknown values last; validation split only)."
+    )
+
+
+def test_pareto_front_by_hand() -> None:
+    frame = pd.DataFrame({"covid_sensitivity": [0.9, 0.8, 0.95, 0.7, None], "lung_focus": [0.5, 0.9, 0.4, 0.3, 0.99]})
+    assert D.pareto_front(frame).tolist() == [True, True, True, False, False]
+
+
+def test_trial_detail(engine: Engine) -> None:
+    detail = D.trial_detail(engine, "demo", WINNER)
+    assert detail is not None and detail.state == "COMPLETE"
+    assert detail.metrics["covid_sensitivity"] == 0.99
+    assert detail.confusion is not None and len(detail.confusion) == 3
+    assert detail.roc == ([0.0, 0.1, 1.0], [0.0, 0.9, 1.0])
+    assert list(detail.epochs["epoch"]) == list(range(len(detail.epochs)))
+    assert D.trial_detail(engine, "demo", 10_000) is None
+
+
+def test_the_engine_cannot_write(engine: Engine) -> None:
+    with pytest.raises(OperationalError, match="readonly"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM cxr_trials"))
+
+
+def test_a_missing_database_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"The results database must exist, but .*nope.db does not\."):
+        D.read_only_engine(f"sqlite:///{tmp_path / 'nope.db'}")
