@@ -18,7 +18,7 @@ from cxrdata._classes import (
 from cxrdata._decode import IMAGE_SUFFIXES, MAX_PIXELS, decode_image, decode_mask
 from cxrdata._duplicates import DuplicateGroup, find_duplicates
 from cxrdata._errors import DatasetError, ImageDecodeError
-from cxrdata._images import ImageArrays, load_images
+from cxrdata._images import ImageArrays, load_images, prepare_image
 from cxrdata._leakage import LeakReport, leak_report
 from cxrdata._manifest import Entry, Excluded, Manifest, scan
 from cxrdata._split import SPLITS, Split, make_split
@@ -52,5 +52,6 @@ __all__ = [
     "leak_report",
     "load_images",
     "make_split",
+    "prepare_image",
     "scan",
 ]

@@ -23,7 +23,7 @@ from cxrdata._decode import decode_image, decode_mask
 from cxrdata._errors import ImageDecodeError
 from cxrdata._manifest import Manifest
 
-__all__ = ["ImageArrays", "check_crop", "check_image_size", "load_images"]
+__all__ = ["ImageArrays", "check_crop", "check_image_size", "load_images", "prepare_image"]
 
 _CACHE_VERSION = "1"
 
@@ -67,13 +67,18 @@ def _resize(rgb: np.ndarray, size: int, crop: float, resample: Image.Resampling)
     return image.resize((size, size), resample)
 
 
+def prepare_image(rgb: np.ndarray, image_size: int, crop: float = 0.0) -> np.ndarray:
+    """Border-crop and resize one decoded image exactly as training did (uint8 RGB out)."""
+    return np.asarray(_resize(rgb, check_image_size(image_size), check_crop(crop), Image.Resampling.BILINEAR))
+
+
 def _one(args: tuple[Path, Path | None, int, float]) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
     path, mask_path, size, crop = args
     try:
         rgb = decode_image(path)
     except (ImageDecodeError, OSError) as exc:
         return None, None, str(exc)
-    image = np.asarray(_resize(rgb, size, crop, Image.Resampling.BILINEAR))
+    image = prepare_image(rgb, size, crop)
     mask = None
     if mask_path is not None:
         try:

@@ -18,7 +18,7 @@ from search._errors import SearchError
 from search.space import SearchSpace, TrainingSettings
 from search.store import mask_url
 
-__all__ = ["StudyInfo", "create_study", "load_study", "make_pruner", "make_storage"]
+__all__ = ["StudyInfo", "check_study_exists", "create_study", "load_study", "make_pruner", "make_storage"]
 
 # Heartbeats and stale-trial retry are marked experimental in Optuna but are its supported
 # way to recover a killed worker's trial; the warning would repeat in every worker.
@@ -125,8 +125,8 @@ def create_study(storage: optuna.storages.RDBStorage, name: str, info: StudyInfo
     return study
 
 
-def load_study(storage: optuna.storages.RDBStorage, name: str, worker_index: int = 0) -> tuple[optuna.Study, StudyInfo]:
-    """Join an existing study as a worker, with a sampler seeded apart from the other workers."""
+def check_study_exists(storage: optuna.storages.BaseStorage | str, name: str) -> None:
+    """Fail with the nearest study names when ``name`` is not in the database."""
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if name not in names:
         from cxrdata import did_you_mean
@@ -134,6 +134,11 @@ def load_study(storage: optuna.storages.RDBStorage, name: str, worker_index: int
         raise SearchError(
             f"The study must exist in the database, but there is no study {name!r}.{did_you_mean(name, names)}"
         )
+
+
+def load_study(storage: optuna.storages.RDBStorage, name: str, worker_index: int = 0) -> tuple[optuna.Study, StudyInfo]:
+    """Join an existing study as a worker, with a sampler seeded apart from the other workers."""
+    check_study_exists(storage, name)
     probe = optuna.load_study(study_name=name, storage=storage)
     info = StudyInfo.from_attrs(probe.user_attrs)
     study = optuna.load_study(

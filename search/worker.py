@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxrdata import DatasetError, Manifest, scan
+from cxrdata import DatasetError
 from search._errors import SearchError
 
 __all__ = ["WorkerJob", "main", "run_worker"]
@@ -54,21 +54,6 @@ def _select_gpu(gpu: int | None) -> None:
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 
-def _manifest(data_path: str, cache_dir: str, fingerprint: str) -> Manifest:
-    cached = Path(cache_dir) / f"manifest-{fingerprint}.json"
-    if cached.is_file():
-        manifest = Manifest.from_json(cached.read_text())
-        if Path(data_path).resolve() == manifest.root.resolve():
-            return manifest
-    manifest = scan(data_path)
-    if manifest.fingerprint != fingerprint:
-        raise SearchError(
-            f"A worker must see the study's dataset, but {data_path} has fingerprint {manifest.fingerprint} "
-            f"and the study was created on {fingerprint}."
-        )
-    return manifest
-
-
 def run_worker(job: WorkerJob) -> int:
     """Run up to ``job.n_trials`` trials of the study in this process; return how many ran."""
     _select_gpu(job.gpu)
@@ -77,6 +62,7 @@ def run_worker(job: WorkerJob) -> int:
     import optuna  # imported here: launch's parent process never loads TensorFlow
 
     from search._objective import Objective
+    from search._records import study_manifest
     from search._study import load_study, make_storage
     from search._trial import TrialData
     from search.store import ResultStore
@@ -86,7 +72,7 @@ def run_worker(job: WorkerJob) -> int:
     storage = make_storage(job.storage)
     study, info = load_study(storage, job.study, job.worker_index)
     optuna.storages.fail_stale_trials(study)  # a stale trial is only failed when someone checks
-    manifest = _manifest(job.data or info.data_path, info.cache_dir, info.dataset_fingerprint)
+    manifest = study_manifest(job.data or info.data_path, info.cache_dir, info.dataset_fingerprint)
     store = ResultStore(job.storage)
     store.check_schema()
     objective = Objective(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = ["SCHEMA_VERSION", "ArtifactRow", "Base", "EpochRow", "SchemaRow", "TrialRow"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: covid_roc_json
 
 
 class Base(DeclarativeBase):

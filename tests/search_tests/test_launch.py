@@ -17,25 +17,7 @@ from cxrdata.synthetic import SyntheticSpec, make_synthetic_dataset
 from search.launch import main
 from search.store import ResultStore
 from tests.conftest import REPO
-
-BASE = ["--weights", "none", "--image-size", "32", "--max-epochs", "2", "--backbones", "MobileNet_0.25"]
-
-
-def _launch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "search.launch", *args], cwd=cwd, capture_output=True, text=True, env=env, check=False
-    )
-
-
-@pytest.fixture(scope="module")
-def searched(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 3-trial search with 2 workers, on the default embedded SQLite."""
-    workdir = tmp_path_factory.mktemp("search")
-    done = _launch("--trials", "3", "--workers", "2", "--data", str(tiny), *BASE, cwd=workdir)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Top trials (validation split, ranked by COVID sensitivity)" in done.stdout
-    return workdir
+from tests.search_tests.conftest import BASE, launch
 
 
 def test_every_trial_lands_in_optuna_and_the_results_store(searched: Path) -> None:
@@ -59,14 +41,10 @@ def test_every_trial_lands_in_optuna_and_the_results_store(searched: Path) -> No
 def test_a_resumed_study_continues_its_trial_count(searched: Path) -> None:
     workdir = searched.parent / "resumed"
     shutil.copytree(searched, workdir)
-    done = _launch("--trials", "2", *BASE, cwd=workdir)  # no --data: the study remembers it
+    done = launch("--trials", "2", *BASE, cwd=workdir)  # no --data: the study remembers it
     assert done.returncode == 0, done.stderr[-3000:]
     rows = ResultStore(f"sqlite:///{workdir / 'optuna.db'}").trials("cxr-search")
     assert sorted(r.trial_number for r in rows) == [0, 1, 2, 3, 4]
-
-
-def _bad_storage(tmp_path: Path, tiny: Path) -> list[str]:
-    return ["--data", str(tiny), "--storage", "mysql+nosuchdriver://x@/y"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,72 @@
+"""Finding a study's trials and their stored models (shared by export, evaluate and predict)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import optuna
+
+from cxrdata import Manifest, scan
+from search._errors import SearchError
+from search._study import StudyInfo, check_study_exists, make_storage
+from search.store import ResultStore, TrialRow
+
+__all__ = ["download_model", "find_trial", "study_info", "study_manifest"]
+
+
+def study_info(storage: str, study: str) -> StudyInfo:
+    check_study_exists(make_storage(storage), study)
+    return StudyInfo.from_attrs(optuna.load_study(study_name=study, storage=storage).user_attrs)
+
+
+def find_trial(store: ResultStore, study: str, trial: int | None, engine: str = "optuna") -> TrialRow:
+    """The given trial's validation row, or the top-ranked completed one."""
+    if trial is None:
+        top = store.ranked(study, limit=1)
+        if not top:
+            raise SearchError(f"The study must have a completed trial to export, but {study!r} has none yet.")
+        return top[0]
+    rows = {r.trial_number: r for r in store.trials(study, engine=engine)}
+    if trial not in rows:
+        raise SearchError(f"`--trial` must be a trial of study {study!r} with stored results, but got {trial}.")
+    if rows[trial].state != "COMPLETE":
+        raise SearchError(f"`--trial` must be a completed trial, but trial {trial} is {rows[trial].state}.")
+    return rows[trial]
+
+
+def download_model(row: TrialRow, info: StudyInfo, folder: Path | None = None) -> Path:
+    """The trial's saved ``.keras`` file, fetched from the study's artifact store."""
+    models = [a for a in row.artifacts if a.kind == "model"]
+    if not models:
+        raise SearchError(
+            f"Trial {row.trial_number} must have a saved model, but none was kept (models are saved for trials that "
+            f"entered the top at the time; see --keep-models)."
+        )
+    target = (folder or Path(tempfile.mkdtemp(prefix="cxr-model-"))) / models[0].filename
+    store = optuna.artifacts.FileSystemArtifactStore(info.artifacts)
+    artifact_id = models[0].artifact_id
+    try:
+        optuna.artifacts.download_artifact(artifact_store=store, file_path=str(target), artifact_id=artifact_id)
+    except Exception as exc:
+        raise SearchError(
+            f"The model of trial {row.trial_number} must be readable in the artifact store {info.artifacts}, "
+            f"but it is not ({exc})."
+        ) from None
+    return target
+
+
+def study_manifest(data_path: str, cache_dir: str, fingerprint: str) -> Manifest:
+    """The study's manifest: from the cache launch wrote, else a fresh scan that must match."""
+    cached = Path(cache_dir) / f"manifest-{fingerprint}.json"
+    if cached.is_file():
+        manifest = Manifest.from_json(cached.read_text())
+        if Path(data_path).resolve() == manifest.root.resolve():
+            return manifest
+    manifest = scan(data_path)
+    if manifest.fingerprint != fingerprint:
+        raise SearchError(
+            f"A worker must see the study's dataset, but {data_path} has fingerprint {manifest.fingerprint} "
+            f"and the study was created on {fingerprint}."
+        )
+    return manifest
