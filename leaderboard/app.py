@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -198,14 +201,50 @@ def _artifacts(url: str, study: str, detail: D.TrialDetail) -> None:
     else:
         st.caption("No Grad-CAM overlays stored for this trial.")
     models = [a for a in detail.artifacts if a["kind"] == "model"]
-    if models and folder is not None and (folder / models[0]["artifact_id"]).is_file():
-        st.download_button(
-            f"Download model ({models[0]['filename']})",
-            data=(folder / models[0]["artifact_id"]).read_bytes(),
-            file_name=models[0]["filename"],
-        )
+    if models and detail.state == "COMPLETE":
+        _export(url, study, detail.trial_number)
     else:
         st.caption("No saved model for this trial (models are kept for trials that entered the top at the time).")
+
+
+def _export(url: str, study: str, trial: int) -> None:
+    """Package the trial with ``search.export`` in a separate process: this page never loads TensorFlow."""
+    key = f"export-{study}-{trial}"
+    if st.button(f"Export trial {trial} (evaluates it once on the test split)", key=f"button-{key}"):
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            st.spinner("Exporting: test-split evaluation, Keras, SavedModel, TFLite, model card"),
+        ):
+            out = Path(tmp) / f"{study}-trial-{trial}"
+            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "search.export",
+                    "--study",
+                    study,
+                    "--trial",
+                    str(trial),
+                    "--out",
+                    str(out),
+                    "--storage",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
+            if done.returncode != 0:
+                st.error((done.stderr.strip().splitlines() or ["export failed"])[-1])
+                return
+            archive = shutil.make_archive(str(out), "zip", out)
+            st.session_state[key] = Path(archive).read_bytes()
+    if key in st.session_state:
+        st.download_button(
+            "Download the export (.zip)", data=st.session_state[key], file_name=f"{study}-trial-{trial}.zip"
+        )
 
 
 def main() -> None:

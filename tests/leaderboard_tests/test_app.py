@@ -71,3 +71,23 @@ def test_a_password_never_reaches_the_page(monkeypatch: pytest.MonkeyPatch) -> N
     page = " ".join([c.value for c in at.caption] + [e.value for e in at.error])
     assert "s3cret" not in page and "***" in page
     assert "The results database must be reachable" in at.error[0].value
+
+
+def test_the_export_button_packages_the_top_trial(monkeypatch: pytest.MonkeyPatch, searched: Path) -> None:
+    at = _app(monkeypatch, f"sqlite:///{searched / 'optuna.db'}", study="cxr-search")
+    assert not at.exception
+    button = next(b for b in at.button if b.label.startswith("Export trial"))
+    top = _top(at).split("trial ")[1].split(" ")[0]
+    assert button.label == f"Export trial {top} (evaluates it once on the test split)"
+    button.click().run(timeout=300)
+    assert not at.exception
+    assert not at.error, at.error[0].value if at.error else ""
+    key = f"export-cxr-search-{top}"
+    assert key in at.session_state
+    archive = at.session_state[key]
+    assert archive[:2] == b"PK", "a zip archive"
+    import io
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
+    assert {"model.keras", "model.tflite", "model_card.json", "MODEL_CARD.md"} <= set(names)

@@ -16,8 +16,7 @@ import pytest
 from cxrdata.synthetic import SyntheticSpec, make_synthetic_dataset
 from search.launch import main
 from search.store import ResultStore
-from tests.conftest import REPO
-from tests.search_tests.conftest import BASE, launch
+from tests.conftest import BASE, REPO, launch
 
 
 def test_every_trial_lands_in_optuna_and_the_results_store(searched: Path) -> None:
