@@ -35,6 +35,7 @@ class SyntheticSpec:
     masks: bool = True
     marker_class: str | None = None
     marker_rate: float = 1.0
+    marker_size: float = 0.1  # side of the square, as a fraction of the image side
     patients_per_class: int | None = None
     seed: int = 0
 
@@ -57,7 +58,7 @@ def _blobs(rng: np.random.Generator, size: int, lungs: np.ndarray, count: int, r
 
 
 def synthetic_image(
-    label: str, rng: np.random.Generator, size: int = 64, marker: bool = False
+    label: str, rng: np.random.Generator, size: int = 64, marker: bool = False, marker_size: float = 0.1
 ) -> tuple[np.ndarray, np.ndarray]:
     """One ``(size, size)`` uint8 gray image and its bool lung mask."""
     jitter = rng.normal(0, 0.015, 4)
@@ -84,7 +85,7 @@ def synthetic_image(
         image += 0.07 * np.cos(2 * np.pi * (fx * xx + fy * yy) + phase)
     image += rng.normal(0, 0.03, (size, size))
     if marker:
-        m = max(3, size // 10)
+        m = max(3, round(size * marker_size))
         image[1 : 1 + m, 1 : 1 + m] = 1.0
     return (np.clip(image, 0, 1) * 255).astype(np.uint8), lungs
 
@@ -105,7 +106,7 @@ def make_synthetic_dataset(root: str | Path, spec: SyntheticSpec | None = None) 
             (folder / "masks").mkdir(parents=True, exist_ok=True)
         for i in range(spec.per_class):
             marker = label == spec.marker_class and rng.random() < spec.marker_rate
-            image, lungs = synthetic_image(label, rng, spec.size, marker)
+            image, lungs = synthetic_image(label, rng, spec.size, marker, spec.marker_size)
             name = f"{label}-{i + 1}.png"
             Image.fromarray(image).save(folder / "images" / name)
             if spec.masks:

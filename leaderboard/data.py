@@ -39,6 +39,8 @@ __all__ = [
 LABELS: dict[str, str] = {
     "covid_sensitivity": "COVID sensitivity",
     "lung_focus": "lung focus",
+    "lung_focus_ratio": "lung focus / lung area",
+    "pointing_game": "Grad-CAM peak in lungs",
     "roc_auc": "validation AUC",
     "covid_auc": "COVID AUC",
     "covid_specificity": "COVID specificity",
@@ -54,6 +56,8 @@ LABELS: dict[str, str] = {
 RANKABLE: dict[str, bool] = {
     "covid_sensitivity": True,
     "lung_focus": True,
+    "lung_focus_ratio": True,
+    "pointing_game": True,
     "roc_auc": True,
     "covid_auc": True,
     "covid_specificity": True,
@@ -68,7 +72,8 @@ RANKABLE: dict[str, bool] = {
 TABLE_COLUMNS = (
     "trial_number", "engine", "state", "backbone", "scheme", "freeze_depth", "head_width", "dropout",
     "learning_rate", "augment_strength", "image_size", "covid_sensitivity", "covid_specificity", "covid_ppv",
-    "lung_focus", "roc_auc", "accuracy", "balanced_accuracy", "loss", "epochs_run", "wall_time_s", "params",
+    "lung_focus", "lung_focus_ratio", "pointing_game", "roc_auc", "accuracy", "balanced_accuracy", "loss",
+    "epochs_run", "wall_time_s", "params",
 )  # fmt: skip
 
 

@@ -59,6 +59,7 @@ class Objective:
             raise
         try:
             artifacts = self._save_model(trial, outcome) if self._could_win(outcome) else []
+            artifacts += self._save_overlays(trial, outcome)
             self.store.record(*self._rows(trial, outcome), artifacts)
         finally:
             outcome.built = None
@@ -78,7 +79,8 @@ class Objective:
         top = self.store.ranked(self.study_name, limit=self.keep_models)
         if len(top) < self.keep_models:
             return True
-        mine = _rank_key(tuple(getattr(outcome.metrics, c, None) for c in RANKING))
+        focus = None if outcome.focus is None else outcome.focus.energy
+        mine = _rank_key(tuple(focus if c == "lung_focus" else getattr(outcome.metrics, c, None) for c in RANKING))
         worst = _rank_key(tuple(getattr(top[-1], c) for c in RANKING))
         return mine >= worst
 
@@ -92,6 +94,21 @@ class Objective:
             )
             return [ArtifactRecord("model", artifact_id, path.name, path.stat().st_size)]
 
+    def _save_overlays(self, trial: optuna.Trial, outcome: TrialOutcome) -> list[ArtifactRecord]:
+        """A few Grad-CAM overlays per completed trial, for the leaderboard's trial page."""
+        from PIL import Image
+
+        records = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, picture in outcome.overlays:
+                path = Path(tmp) / name
+                Image.fromarray(picture).save(path)
+                artifact_id = optuna.artifacts.upload_artifact(
+                    artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial, mimetype="image/png"
+                )
+                records.append(ArtifactRecord("gradcam", artifact_id, name, path.stat().st_size))
+        return records
+
     def _rows(self, trial: optuna.Trial, outcome: TrialOutcome) -> tuple[TrialRow, list[EpochRow]]:
         row = _base_row(self.study_name, trial, outcome.config, "PRUNED" if outcome.fit.pruned else "COMPLETE")
         m = outcome.metrics
@@ -104,6 +121,11 @@ class Objective:
             row.per_class_json = json.dumps(m.per_class)
             row.confusion_json = json.dumps(m.confusion)
             row.covid_roc_json = None if m.covid_roc is None else json.dumps(m.covid_roc)
+        if outcome.focus is not None:
+            f = outcome.focus
+            row.lung_focus, row.lung_focus_std, row.lung_focus_ratio = f.energy, f.energy_std, f.ratio
+            row.pointing_game, row.lung_focus_n, row.lung_focus_blank = f.pointing, f.n, f.blank
+            row.lung_mask_source = outcome.focus_source
         history = outcome.fit.history
         row.epochs_run = len(history)
         row.best_epoch = outcome.fit.best_epoch if history else None

@@ -40,6 +40,7 @@ class StudyInfo:
     split_seed: int
     artifacts: str
     cache_dir: str
+    lung_model: str | None = None  # a segmenter (.keras) for images without dataset masks
 
     def to_attrs(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class StudyInfo:
             "cxr_split_seed": self.split_seed,
             "cxr_artifacts": self.artifacts,
             "cxr_cache_dir": self.cache_dir,
+            "cxr_lung_model": self.lung_model,
         }
 
     @classmethod
@@ -64,6 +66,7 @@ class StudyInfo:
             split_seed=int(attrs["cxr_split_seed"]),
             artifacts=attrs["cxr_artifacts"],
             cache_dir=attrs["cxr_cache_dir"],
+            lung_model=attrs.get("cxr_lung_model"),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,8 @@ import numpy as np
 
 from cxrdata import ImageArrays, Manifest, Split, get_scheme, load_images, make_split
 from cxrdata._pipeline import make_dataset
-from search.metrics import TrialMetrics, compute_metrics
+from search.gradcam import LungFocus, gradcam, lung_focus, overlay
+from search.metrics import COVID_LABEL, TrialMetrics, compute_metrics
 from search.model import BuiltModel, build_model
 from search.space import TrialConfig
 from search.train import FitResult, Reporter, fit_model
@@ -32,14 +34,56 @@ class TrialData:
     manifest: Manifest
     cache_dir: Path | None = None
     split_seed: int = 0
+    lung_model: Path | None = None  # a segmenter for entries without a dataset mask
     _arrays: dict[tuple[int, float], ImageArrays] = field(default_factory=dict)
     _splits: dict[str, Split] = field(default_factory=dict)
+    _lungs: dict[tuple[int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def arrays(self, image_size: int, crop: float) -> ImageArrays:
         key = (image_size, crop)
         if key not in self._arrays:
             self._arrays[key] = load_images(self.manifest, image_size, crop=crop, cache_dir=self.cache_dir)
         return self._arrays[key]
+
+    def lung_masks(self, image_size: int, crop: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(masks (N, S, S) bool, available (N,) bool, from_dataset (N,) bool)`` for every entry.
+
+        Dataset masks come first; with a segmenter the other entries are segmented once and
+        the result cached on disk beside the image cache.
+        """
+        key = (image_size, crop)
+        if key not in self._lungs:
+            arrays = self.arrays(image_size, crop)
+            masks = np.asarray(arrays.masks[..., 0]) > 0
+            from_dataset = np.asarray(arrays.has_mask).copy()
+            available = from_dataset.copy()
+            if self.lung_model is not None and not from_dataset.all():
+                masks = masks.copy()
+                todo = np.flatnonzero(~from_dataset & arrays.valid)
+                masks[todo] = self._segmented(arrays, image_size, crop)[todo]
+                available[todo] = True
+            self._lungs[key] = (masks, available, from_dataset)
+        return self._lungs[key]
+
+    def _segmented(self, arrays: ImageArrays, image_size: int, crop: float) -> np.ndarray:
+        import hashlib
+
+        assert self.lung_model is not None
+        digest = hashlib.sha256(self.lung_model.read_bytes()).hexdigest()[:12]
+        cache = None
+        if self.cache_dir is not None:
+            cache = self.cache_dir / f"lungs-{self.manifest.fingerprint}-{image_size}-{crop:.4f}-{digest}.npy"
+            if cache.is_file():
+                return np.asarray(np.load(cache), dtype=bool)
+        from cxrdata.lungs import segment
+
+        model = keras.models.load_model(self.lung_model, safe_mode=True, compile=False)
+        masks = segment(model, np.asarray(arrays.images))
+        if cache is not None:
+            staging = cache.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(staging, masks)
+            staging.replace(cache)  # atomic: concurrent workers never read half a file
+        return masks
 
     def split(self, scheme: str) -> Split:
         if scheme not in self._splits:
@@ -59,6 +103,37 @@ class TrialOutcome:
     trainable_params: int
     built: BuiltModel | None = None
     split_fingerprint: str = ""
+    focus: LungFocus | None = None
+    focus_source: str | None = None  # "dataset", "segmenter" or "mixed"
+    overlays: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (file name, RGB uint8)
+
+
+FOCUS_IMAGES = 96  # validation images with lung masks that Grad-CAM reads per trial
+OVERLAYS = 4
+
+
+def measure_focus(
+    built: BuiltModel, data: TrialData, config: TrialConfig, split: Split
+) -> tuple[LungFocus | None, str | None, list[tuple[str, np.ndarray]]]:
+    """Lung focus of the COVID score on validation images that have lung masks (never the test split)."""
+    masks, available, from_dataset = data.lung_masks(config.image_size, config.crop)
+    arrays = data.arrays(config.image_size, config.crop)
+    val = split.indices["val"]
+    val = val[available[val] & arrays.valid[val]]
+    if len(val) == 0:
+        return None, None, []
+    # Evenly spaced over the (sorted) validation indices: every class, reproducibly.
+    chosen = np.unique(val[np.linspace(0, len(val) - 1, min(FOCUS_IMAGES, len(val))).round().astype(int)])
+    images = np.asarray(arrays.images[chosen], dtype=np.float32)
+    heatmaps = gradcam(built.model, built.gradcam_layer, images, COVID_LABEL)
+    focus = lung_focus(heatmaps, masks[chosen])
+    sources = set(np.where(from_dataset[chosen], "dataset", "segmenter").tolist())
+    source = sources.pop() if len(sources) == 1 else "mixed"
+    overlays = [
+        (f"gradcam-{Path(data.manifest.entries[int(i)].path).stem}.png", overlay(images[k], heatmaps[k]))
+        for k, i in enumerate(chosen[:OVERLAYS])
+    ]
+    return focus, source, overlays
 
 
 def _count(weights: list[keras.Variable]) -> int:
@@ -99,12 +174,14 @@ def run_trial(
     built = build_model(config, split.scheme.num_classes)
     try:
         fit = fit_model(built, config, train, val, report=report)
-        metrics = None
+        metrics, focus, source = None, None, None
+        overlays: list[tuple[str, np.ndarray]] = []
         if not fit.pruned:
             proba = built.model.predict(val, verbose=0)
             metrics = compute_metrics(
                 split.labels[val_idx], proba, split.scheme.class_names, split="val", loss=fit.best_val_loss
             )
+            focus, source, overlays = measure_focus(built, data, config, split)
         return TrialOutcome(
             config=config,
             fit=fit,
@@ -114,6 +191,9 @@ def run_trial(
             trainable_params=_count(built.model.trainable_weights),
             built=built if keep_model else None,
             split_fingerprint=split.fingerprint,
+            focus=focus,
+            focus_source=source,
+            overlays=overlays,
         )
     finally:
         random.setstate(global_state[0])

@@ -73,6 +73,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split-seed", type=int, default=0, help="train/val/test split seed (default: 0)")
     p.add_argument("--artifacts", help="artifact folder shared by workers (default: artifacts/ beside the database)")
     p.add_argument("--cache-dir", help="decoded-image cache (default: .cache/ beside the database)")
+    p.add_argument(
+        "--lung-model", help="lung segmenter (.keras, from python -m cxrdata.lungs train) for images without masks"
+    )
     p.add_argument("--keep-models", type=int, default=5, help="save models of trials entering the top N (default: 5)")
     p.add_argument("--recycle-after", type=_positive("--recycle-after"), default=10, help="trials per worker process")
     return p.parse_args(argv)
@@ -140,6 +143,7 @@ def prepare(args: argparse.Namespace) -> Plan:
     manifest = scan(data, progress=True)
     for scheme in space.schemes:
         manifest.check_scheme(get_scheme(scheme))
+    lung_model = _lung_model(args.lung_model, manifest)
     if manifest.excluded:
         print(f"{len(manifest.excluded)} file(s) excluded (see python -m cxrdata.inspect {data}).", file=sys.stderr)
     cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else _beside_db(args.storage, ".cache")
@@ -153,12 +157,31 @@ def prepare(args: argparse.Namespace) -> Plan:
         split_seed=args.split_seed,
         artifacts=str(artifacts),
         cache_dir=str(cache_dir),
+        lung_model=lung_model,
     )
     create_study(storage, args.study, info)
     _warm_caches(manifest, space, cache_dir, artifacts)
     return Plan(
         args.storage, args.study, args.trials, args.workers, args.recycle_after, args.keep_models, info.data_path, space
     )
+
+
+def _lung_model(path: str | None, manifest: Manifest) -> str | None:
+    """The segmenter's absolute path; without one, say whether lung focus can be measured."""
+    with_masks = sum(1 for e in manifest.entries if e.mask)
+    if path is None:
+        if with_masks < len(manifest.entries):
+            missing = len(manifest.entries) - with_masks
+            print(
+                f"{missing} image(s) have no lung mask: lung focus is measured on the {with_masks} that do. "
+                "Pass --lung-model (train one with python -m cxrdata.lungs train --masks DIR) to cover the rest.",
+                file=sys.stderr,
+            )
+        return None
+    model = Path(path)
+    if not model.is_file() or model.suffix != ".keras":
+        raise SearchError(f"`--lung-model` must be an existing .keras file, but got '{path}'.")
+    return str(model.resolve())
 
 
 def _warm_caches(manifest: Manifest, space: SearchSpace, cache_dir: Path, artifacts: Path) -> None:

@@ -78,7 +78,12 @@ def run_worker(job: WorkerJob) -> int:
     objective = Objective(
         study_name=job.study,
         space=info.space,
-        data=TrialData(manifest, cache_dir=Path(info.cache_dir), split_seed=info.split_seed),
+        data=TrialData(
+            manifest,
+            cache_dir=Path(info.cache_dir),
+            split_seed=info.split_seed,
+            lung_model=Path(info.lung_model) if info.lung_model else None,
+        ),
         store=store,
         artifact_store=optuna.artifacts.FileSystemArtifactStore(info.artifacts),
         weights=info.weights,

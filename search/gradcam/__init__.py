@@ -1,5 +1,6 @@
-"""Grad-CAM heatmaps on the flat trial model."""
+"""Grad-CAM on the flat trial model, and the lung focus it yields."""
 
-from search.gradcam._gradcam import LOGITS_LAYER, gradcam, gradcam_layer_of, overlay
+from search.gradcam._focus import LungFocus, lung_focus
+from search.gradcam._gradcam import LOGITS_LAYER, class_activation, gradcam, gradcam_layer_of, overlay
 
-__all__ = ["LOGITS_LAYER", "gradcam", "gradcam_layer_of", "overlay"]
+__all__ = ["LOGITS_LAYER", "LungFocus", "class_activation", "gradcam", "gradcam_layer_of", "lung_focus", "overlay"]

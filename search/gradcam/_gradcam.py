@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LOGITS_LAYER", "gradcam", "gradcam_layer_of", "overlay"]
+__all__ = ["LOGITS_LAYER", "class_activation", "gradcam", "gradcam_layer_of", "overlay"]
 
 LOGITS_LAYER = "head_logits"
 _POOL_LAYER = "head_pool"
@@ -21,12 +21,14 @@ def gradcam_layer_of(model: Any, preferred: str | None = None) -> str:
     return names[names.index(_POOL_LAYER) - 1]
 
 
-def gradcam(model: Any, layer_name: str, images: np.ndarray, class_index: int, batch_size: int = 32) -> np.ndarray:
-    """Heatmaps ``(N, H, W)`` in [0, 1] for ``class_index``; an all-zero map means no positive evidence.
+def class_activation(
+    model: Any, layer_name: str, images: np.ndarray, class_index: int, batch_size: int = 32
+) -> np.ndarray:
+    """Grad-CAM at the feature map's own resolution ``(N, h, w)``, before resizing.
 
     Differentiates the logit (not the softmax probability, which saturates) with respect to the
-    feature map of ``layer_name``, weights each channel by its mean gradient, keeps the
-    positive part and resizes to the input size.
+    feature map of ``layer_name``, weights each channel by its mean gradient and keeps the
+    positive part.
     """
     import keras
     import tensorflow as tf
@@ -40,11 +42,18 @@ def gradcam(model: Any, layer_name: str, images: np.ndarray, class_index: int, b
             score = logits[:, class_index]
         grads = tape.gradient(score, features)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[..., None]
-        cam = tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0]
-        peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
-        maps.append(tf.math.divide_no_nan(cam, peak).numpy())
-    return np.concatenate(maps) if maps else np.zeros((0, *images.shape[1:3]), dtype=np.float32)
+        maps.append(tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy())
+    return np.concatenate(maps) if maps else np.zeros((0, 1, 1), dtype=np.float32)
+
+
+def gradcam(model: Any, layer_name: str, images: np.ndarray, class_index: int, batch_size: int = 32) -> np.ndarray:
+    """Heatmaps ``(N, H, W)`` in [0, 1] at the input size; an all-zero map means no positive evidence."""
+    import tensorflow as tf
+
+    cams = class_activation(model, layer_name, images, class_index, batch_size)
+    resized = tf.image.resize(cams[..., None], images.shape[1:3], method="bilinear")[..., 0]
+    peak = tf.reduce_max(resized, axis=(1, 2), keepdims=True)
+    return np.asarray(tf.math.divide_no_nan(resized, peak).numpy(), dtype=np.float32)
 
 
 def _jet(values: np.ndarray) -> np.ndarray:

@@ -61,11 +61,14 @@ def _preprocess(spec: BackboneSpec, x: Any) -> Any:
 class BuiltModel:
     """The trial's model and what later steps need to know about it."""
 
-    def __init__(self, model: keras.Model, spec: BackboneSpec, backbone_names: list[str], gradcam_layer: str) -> None:
+    def __init__(
+        self, model: keras.Model, spec: BackboneSpec, backbone_names: list[str], gradcam_layer: str, pretrained: bool
+    ) -> None:
         self.model = model
         self.spec = spec
         self.backbone_names = backbone_names
         self.gradcam_layer = gradcam_layer
+        self.pretrained = pretrained
 
 
 def backbone_layers(model: keras.Model, names: list[str]) -> list[keras.Layer]:
@@ -76,13 +79,16 @@ def backbone_layers(model: keras.Model, names: list[str]) -> list[keras.Layer]:
 def set_freeze_depth(built: BuiltModel, depth: float) -> int:
     """Freeze the first ``depth`` fraction of backbone layers; return how many are frozen.
 
-    BatchNormalization layers are always frozen, which in Keras 3 also keeps them in inference
-    mode: small medical batches would otherwise overwrite the ImageNet statistics.
+    With pretrained weights every BatchNormalization layer is frozen, which in Keras 3 also
+    keeps it in inference mode: small medical batches would otherwise overwrite the ImageNet
+    statistics. A randomly initialised backbone has no statistics worth keeping, so there
+    BatchNormalization trains with the layers around it.
     """
     layers = backbone_layers(built.model, built.backbone_names)
     frozen = round(depth * len(layers))
     for index, layer in enumerate(layers):
-        layer.trainable = index >= frozen and not isinstance(layer, keras.layers.BatchNormalization)
+        keep_bn = built.pretrained and isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = index >= frozen and not keep_bn
     return frozen
 
 
@@ -115,6 +121,6 @@ def build_model(config: TrialConfig, num_classes: int) -> BuiltModel:
     logits = keras.layers.Dense(num_classes, name="head_logits")(x)
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
     model = keras.Model(inputs, outputs, name=f"cxr_{spec.name.lower().replace('.', '_')}")
-    built = BuiltModel(model, spec, names, gradcam)
+    built = BuiltModel(model, spec, names, gradcam, pretrained=weights is not None)
     set_freeze_depth(built, config.freeze_depth)
     return built

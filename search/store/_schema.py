@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = ["SCHEMA_VERSION", "ArtifactRow", "Base", "EpochRow", "SchemaRow", "TrialRow"]
 
-SCHEMA_VERSION = 2  # 2: covid_roc_json
+SCHEMA_VERSION = 3  # 2: covid_roc_json; 3: lung focus details
 
 
 class Base(DeclarativeBase):
@@ -66,7 +66,13 @@ class TrialRow(Base):
     covid_npv: Mapped[float | None] = mapped_column(Float, nullable=True)
     covid_auc: Mapped[float | None] = mapped_column(Float, nullable=True)
     roc_auc: Mapped[float | None] = mapped_column(Float, nullable=True)
-    lung_focus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lung_focus: Mapped[float | None] = mapped_column(Float, nullable=True)  # Grad-CAM energy share in the lungs
+    lung_focus_std: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lung_focus_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)  # / lung area share; 1 = flat map
+    pointing_game: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lung_focus_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lung_focus_blank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lung_mask_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
     class_names_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     per_class_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     confusion_json: Mapped[str | None] = mapped_column(Text, nullable=True)

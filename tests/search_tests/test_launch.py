@@ -32,6 +32,10 @@ def test_every_trial_lands_in_optuna_and_the_results_store(searched: Path) -> No
         assert row.accuracy is not None and row.covid_sensitivity is not None
         assert len(row.epochs) == row.epochs_run == 2
         assert row.confusion_json and row.per_class_json
+        # The tiny dataset has masks, so focus is measured; a 1x1 feature map may be blank.
+        assert row.lung_mask_source == "dataset" and row.lung_focus_n
+        assert (row.lung_focus is not None and 0 <= row.lung_focus <= 1) or row.lung_focus_blank == row.lung_focus_n
+        assert len([a for a in row.artifacts if a.kind == "gradcam"]) == min(4, row.lung_focus_n)
         models = [a for a in row.artifacts if a.kind == "model"]
         assert len(models) == 1
         assert (searched / "artifacts" / models[0].artifact_id).is_file()

@@ -17,13 +17,24 @@ def test_freeze_depth_freezes_what_it_says(freeze: float) -> None:
     layers = backbone_layers(built.model, built.backbone_names)
     frozen = round(freeze * len(layers))
     for index, layer in enumerate(layers):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            assert not layer.trainable, "BatchNorm stays in inference mode"
-        else:
-            assert layer.trainable == (index >= frozen), layer.name
+        # Random weights: BatchNorm trains like its neighbours (pretrained: see the test below).
+        assert layer.trainable == (index >= frozen), layer.name
     for name in HEAD_LAYERS:
         assert built.model.get_layer(name).trainable
     keras.backend.clear_session()
+
+
+def test_pretrained_batchnorm_stays_frozen_in_inference_mode() -> None:
+    from tests.conftest import WEIGHTS
+
+    config = TrialConfig("MobileNet_0.25", 0.0, 16, 0.2, 1e-3, 0.0, "three", image_size=32, weights=str(WEIGHTS))
+    built = build_model(config, 3)
+    layers = backbone_layers(built.model, built.backbone_names)
+    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and not any(layer.trainable for layer in norms)
+    assert all(
+        layer.trainable for layer in layers if not isinstance(layer, keras.layers.BatchNormalization) and layer.weights
+    )
 
 
 def test_frozen_backbone_trains_only_the_head() -> None:

@@ -1,0 +1,206 @@
+"""Lung masks for datasets that come without them: a small U-Net trained on image/mask pairs.
+
+    python -m cxrdata.lungs train --masks DIR --out lungs.keras [--size 128] [--epochs 40]
+    python -m cxrdata.lungs dice --masks DIR --model lungs.keras
+
+``DIR`` holds ``images/NAME.png`` and ``masks/NAME.png`` (255 = lung), as
+``../shared/cxr/lung-masks`` does; an optional ``metadata.csv`` with ``image`` and
+``patient_id`` columns keeps each patient on one side of the held-out split. TensorFlow is
+imported only inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cxrdata._decode import IMAGE_SUFFIXES, decode_image, decode_mask
+from cxrdata._errors import DatasetError, ImageDecodeError
+
+__all__ = ["MaskPairs", "dice", "load_pairs", "main", "segment", "train_segmenter"]
+
+
+@dataclass
+class MaskPairs:
+    """Gray images ``(N, S, S, 1)`` uint8, masks ``(N, S, S, 1)`` uint8 in {0, 1}, a patient per pair."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    patients: list[str]
+    names: list[str]
+
+
+def _patients(folder: Path) -> dict[str, str]:
+    meta = folder / "metadata.csv"
+    if not meta.is_file():
+        return {}
+    with meta.open(newline="", encoding="utf-8") as handle:
+        return {
+            Path(row["image"]).name: row.get("patient_id") or "" for row in csv.DictReader(handle) if row.get("image")
+        }
+
+
+def load_pairs(folder: str | Path, size: int) -> MaskPairs:
+    """Read every image that has a mask of the same name, resized to ``size`` square."""
+    root = Path(folder)
+    images_dir, masks_dir = root / "images", root / "masks"
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise DatasetError(f"The mask folder must hold images/ and masks/ sub-folders, but '{root}' does not.")
+    patients = _patients(root)
+    imgs, msks, pats, names = [], [], [], []
+    for path in sorted(images_dir.iterdir()):
+        mask_path = masks_dir / path.name
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not mask_path.is_file():
+            continue
+        try:
+            gray = Image.fromarray(decode_image(path)).convert("L").resize((size, size), Image.Resampling.BILINEAR)
+            lung = Image.fromarray(decode_mask(mask_path).astype(np.uint8) * 255).resize(
+                (size, size), Image.Resampling.NEAREST
+            )
+        except (ImageDecodeError, OSError):
+            continue  # a broken pair is skipped: the rest still trains
+        imgs.append(np.asarray(gray))
+        msks.append((np.asarray(lung) > 127).astype(np.uint8))
+        pats.append(patients.get(path.name) or path.stem)
+        names.append(path.name)
+    if len(imgs) < 10:
+        raise DatasetError(
+            f"Training a lung segmenter needs at least 10 image/mask pairs, but '{root}' has {len(imgs)}."
+        )
+    return MaskPairs(np.stack(imgs)[..., None], np.stack(msks)[..., None], pats, names)
+
+
+def held_out(pairs: MaskPairs, fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices, whole patients on one side."""
+    patients = sorted(set(pairs.patients))
+    rng = np.random.default_rng(seed)
+    chosen = set(rng.permutation(patients)[: max(1, round(fraction * len(patients)))].tolist())
+    test = np.array([i for i, p in enumerate(pairs.patients) if p in chosen])
+    train = np.array([i for i, p in enumerate(pairs.patients) if p not in chosen])
+    return train, test
+
+
+def _unet(size: int, base: int = 16) -> Any:
+    import keras
+
+    inputs = keras.Input((size, size, 1), name="gray")
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    skips = []
+    for depth in range(4):
+        x = keras.layers.Conv2D(base * 2**depth, 3, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(base * 2**depth, 3, padding="same", activation="relu")(x)
+        skips.append(x)
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(base * 16, 3, padding="same", activation="relu")(x)
+    for depth in reversed(range(4)):
+        x = keras.layers.Conv2DTranspose(base * 2**depth, 2, strides=2, padding="same")(x)
+        x = keras.layers.Concatenate()([x, skips[depth]])
+        x = keras.layers.Conv2D(base * 2**depth, 3, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(base * 2**depth, 3, padding="same", activation="relu")(x)
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", name="lung")(x)
+    return keras.Model(inputs, outputs, name="lung_unet")
+
+
+def _dice_loss(y_true: Any, y_pred: Any) -> Any:
+    import keras
+
+    inter = keras.ops.sum(y_true * y_pred, axis=(1, 2, 3))
+    total = keras.ops.sum(y_true, axis=(1, 2, 3)) + keras.ops.sum(y_pred, axis=(1, 2, 3))
+    dice_loss = 1.0 - (2.0 * inter + 1.0) / (total + 1.0)
+    return dice_loss + keras.ops.mean(keras.losses.binary_crossentropy(y_true, y_pred), axis=(1, 2))
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Dice per image of two boolean mask stacks (1.0 when both are empty)."""
+    p, t = np.asarray(pred).astype(bool), np.asarray(truth).astype(bool)
+    axes = tuple(range(1, p.ndim))
+    inter, total = (p & t).sum(axis=axes), p.sum(axis=axes) + t.sum(axis=axes)
+    return np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1))
+
+
+def train_segmenter(
+    pairs: MaskPairs, train: np.ndarray, *, epochs: int = 40, batch_size: int = 16, seed: int = 0
+) -> Any:
+    """Train the U-Net on ``train`` pairs with flips and mild affine augmentation."""
+    import keras
+    import tensorflow as tf
+
+    from cxrdata._pipeline import random_affine
+
+    keras.utils.set_random_seed(seed)
+    size = pairs.images.shape[1]
+    model = _unet(size)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=_dice_loss)
+    stacked = np.concatenate([pairs.images[train], pairs.masks[train] * 255], axis=-1).astype(np.float32)
+    data = tf.data.Dataset.from_tensor_slices(stacked).shuffle(len(stacked), seed=seed).batch(batch_size)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def augment(batch: tf.Tensor, batch_seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        moved = random_affine(batch, 0.6, batch_seed)  # one draw moves image and mask together
+        return moved[..., :1], tf.cast(moved[..., 1:] > 127.5, tf.float32)
+
+    data = tf.data.Dataset.zip(data, seeds).map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+    model.fit(data, epochs=epochs, verbose=0)
+    return model
+
+
+def segment(model: Any, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Lung masks ``(N, H, W)`` bool for RGB or gray uint8 images ``(N, H, W, C)`` of any size."""
+    import tensorflow as tf
+
+    size = int(model.input.shape[1])
+    gray = tf.image.rgb_to_grayscale(images) if images.shape[-1] == 3 else tf.convert_to_tensor(images)
+    small = tf.image.resize(tf.cast(gray, tf.float32), (size, size), method="bilinear")
+    prob = model.predict(small, batch_size=batch_size, verbose=0)
+    back = tf.image.resize(prob, images.shape[1:3], method="bilinear")[..., 0]
+    return np.asarray(back.numpy() > 0.5)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cxrdata.lungs", description=(__doc__ or "").splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train_p = sub.add_parser("train", help="train a segmenter and report its held-out Dice")
+    train_p.add_argument("--masks", required=True, help="folder with images/ and masks/")
+    train_p.add_argument("--out", required=True, type=Path, help="where to write the .keras model")
+    train_p.add_argument("--size", type=int, default=128)
+    train_p.add_argument("--epochs", type=int, default=40)
+    train_p.add_argument("--seed", type=int, default=0)
+    dice_p = sub.add_parser("dice", help="Dice of a trained segmenter on its held-out patients")
+    dice_p.add_argument("--masks", required=True)
+    dice_p.add_argument("--model", required=True, type=Path)
+    dice_p.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            if args.out.suffix != ".keras":
+                raise DatasetError(f"`--out` must end in .keras, but got '{args.out}'.")
+            pairs = load_pairs(args.masks, args.size)
+            train, test = held_out(pairs, seed=args.seed)
+            model = train_segmenter(pairs, train, epochs=args.epochs, seed=args.seed)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            model.save(args.out)
+        else:
+            import keras
+
+            model = keras.models.load_model(args.model, safe_mode=True, compile=False)
+            pairs = load_pairs(args.masks, int(model.input.shape[1]))
+            _, test = held_out(pairs, seed=args.seed)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    scores = dice(segment(model, pairs.images[test]), pairs.masks[test][..., 0])
+    print(f"held-out Dice over {len(test)} images of {len(set(pairs.patients[i] for i in test))} patients: "
+          f"mean {scores.mean():.3f}, median {np.median(scores):.3f}, min {scores.min():.3f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
