@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ class MaskPairs:
     masks: np.ndarray
     patients: list[str]
     names: list[str]
+    skipped: dict[str, str]  # file name -> why it is not a usable pair
 
 
 def _patients(folder: Path) -> dict[str, str]:
@@ -56,17 +58,25 @@ def load_pairs(folder: str | Path, size: int) -> MaskPairs:
         raise DatasetError(f"The mask folder must hold images/ and masks/ sub-folders, but '{root}' does not.")
     patients = _patients(root)
     imgs, msks, pats, names = [], [], [], []
+    skipped: dict[str, str] = {}
     for path in sorted(images_dir.iterdir()):
         mask_path = masks_dir / path.name
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not mask_path.is_file():
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if not mask_path.is_file():
+            skipped[path.name] = "no mask of the same name"
             continue
         try:
             gray = Image.fromarray(decode_image(path)).convert("L").resize((size, size), Image.Resampling.BILINEAR)
-            lung = Image.fromarray(decode_mask(mask_path).astype(np.uint8) * 255).resize(
-                (size, size), Image.Resampling.NEAREST
-            )
-        except (ImageDecodeError, OSError):
-            continue  # a broken pair is skipped: the rest still trains
+            lung_full = decode_mask(mask_path)
+        except (ImageDecodeError, OSError) as exc:
+            skipped[path.name] = str(exc)  # a broken pair is skipped: the rest still trains
+            continue
+        if not lung_full.any():
+            # Unannotated (often lateral) views: an empty mask would teach "no lungs here".
+            skipped[path.name] = "empty mask"
+            continue
+        lung = Image.fromarray(lung_full.astype(np.uint8) * 255).resize((size, size), Image.Resampling.NEAREST)
         imgs.append(np.asarray(gray))
         msks.append((np.asarray(lung) > 127).astype(np.uint8))
         pats.append(patients.get(path.name) or path.stem)
@@ -75,7 +85,7 @@ def load_pairs(folder: str | Path, size: int) -> MaskPairs:
         raise DatasetError(
             f"Training a lung segmenter needs at least 10 image/mask pairs, but '{root}' has {len(imgs)}."
         )
-    return MaskPairs(np.stack(imgs)[..., None], np.stack(msks)[..., None], pats, names)
+    return MaskPairs(np.stack(imgs)[..., None], np.stack(msks)[..., None], pats, names, skipped)
 
 
 def held_out(pairs: MaskPairs, fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +171,23 @@ def segment(model: Any, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     small = tf.image.resize(tf.cast(gray, tf.float32), (size, size), method="bilinear")
     prob = model.predict(small, batch_size=batch_size, verbose=0)
     back = tf.image.resize(prob, images.shape[1:3], method="bilinear")[..., 0]
-    return np.asarray(back.numpy() > 0.5)
+    return (
+        np.stack([_clean(m) for m in np.asarray(back.numpy() > 0.5)])
+        if len(images)
+        else np.zeros(images.shape[:3], bool)
+    )
+
+
+def _clean(mask: np.ndarray) -> np.ndarray:
+    """Keep the two largest regions (the lungs) and fill their holes: stray blobs are noise."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask)
+    if count > 2:
+        sizes = ndimage.sum(mask, labels, index=range(1, count + 1))
+        keep = 1 + np.argsort(sizes)[-2:]
+        mask = np.isin(labels, keep)
+    return np.asarray(ndimage.binary_fill_holes(mask), dtype=bool)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if pairs.skipped:
+        reasons = ", ".join(f"{n} {r}" for r, n in Counter(pairs.skipped.values()).most_common())
+        print(f"skipped {len(pairs.skipped)} pair(s): {reasons}")
     scores = dice(segment(model, pairs.images[test]), pairs.masks[test][..., 0])
     print(f"held-out Dice over {len(test)} images of {len(set(pairs.patients[i] for i in test))} patients: "
           f"mean {scores.mean():.3f}, median {np.median(scores):.3f}, min {scores.min():.3f}")  # fmt: skip

@@ -59,3 +59,15 @@ def searched(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Top trials (validation split, ranked by COVID sensitivity)" in done.stdout
     return workdir
+
+
+@pytest.fixture(scope="session")
+def segmenter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small lung segmenter trained on the shared human masks (48 px, 6 epochs: about half a minute)."""
+    from cxrdata.lungs import held_out, load_pairs, train_segmenter
+
+    pairs = load_pairs(LUNG_MASKS, 48)
+    train, _ = held_out(pairs)
+    path = tmp_path_factory.mktemp("segmenter") / "lungs.keras"
+    train_segmenter(pairs, train, epochs=6).save(path)
+    return path

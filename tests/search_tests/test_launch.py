@@ -155,3 +155,23 @@ def test_ctrl_c_records_the_running_trial_as_failed_and_keeps_the_rest(tiny: Pat
     assert trials[-1].state == optuna.trial.TrialState.FAIL
     rows = ResultStore(storage).trials("cxr-search")
     assert rows[-1].state == "FAIL" and rows[-1].error == "interrupted (Ctrl-C)"
+
+
+def test_a_dataset_without_masks_gets_them_from_the_segmenter(tmp_path: Path, segmenter: Path) -> None:
+    data = make_synthetic_dataset(tmp_path / "nomasks", SyntheticSpec(per_class=12, size=48, masks=False, seed=8))
+    done = launch(
+        "--trials", "1", "--data", str(data), "--lung-model", str(segmenter), *BASE[:3], "64", *BASE[4:], cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search")
+    assert row.lung_mask_source == "segmenter" and row.lung_focus_n
+    assert list(tmp_path.glob(".cache/lungs-*.npy")), "segmented masks are cached beside the images"
+
+
+def test_without_masks_or_segmenter_the_launch_says_so(tmp_path: Path) -> None:
+    data = make_synthetic_dataset(tmp_path / "nomasks", SyntheticSpec(per_class=12, size=48, masks=False, seed=8))
+    done = launch("--trials", "1", "--data", str(data), *BASE, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "36 image(s) have no lung mask: lung focus is measured on the 0 that do." in done.stderr
+    (row,) = ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search")
+    assert row.lung_focus is None and row.lung_mask_source is None
