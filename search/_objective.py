@@ -17,7 +17,7 @@ from search._trial import TrialData, TrialOutcome, run_trial
 from search.space import SearchSpace, TrialConfig
 from search.store import RANKING, ArtifactRecord, EpochRow, ResultStore, TrialRow
 
-__all__ = ["Objective"]
+__all__ = ["Objective", "failure_row"]
 
 ENGINE = "optuna"
 
@@ -36,7 +36,7 @@ class Objective:
         space: SearchSpace,
         data: TrialData,
         store: ResultStore,
-        artifact_store: optuna.artifacts.FileSystemArtifactStore,
+        artifact_store: optuna.artifacts.FileSystemArtifactStore | optuna.artifacts.Boto3ArtifactStore,
         weights: str,
         seed: int,
         keep_models: int = 5,
@@ -110,7 +110,7 @@ class Objective:
         return records
 
     def _rows(self, trial: optuna.Trial, outcome: TrialOutcome) -> tuple[TrialRow, list[EpochRow]]:
-        row = _base_row(self.study_name, trial, outcome.config, "PRUNED" if outcome.fit.pruned else "COMPLETE")
+        row = _base_row(self.study_name, trial.number, outcome.config, "PRUNED" if outcome.fit.pruned else "COMPLETE")
         m = outcome.metrics
         if m is not None:
             for name in ("loss", "accuracy", "balanced_accuracy", "covid_sensitivity", "covid_specificity"):
@@ -138,9 +138,8 @@ class Objective:
         return row, epochs
 
     def _record_failure(self, trial: optuna.Trial, config: TrialConfig, exc: BaseException) -> None:
-        row = _base_row(self.study_name, trial, config, "FAIL")
         reason = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else _describe(exc)
-        row.error = reason
+        row = failure_row(self.study_name, trial.number, config, reason)
         row.dataset_fingerprint = self.data.manifest.fingerprint
         try:
             self.store.record(row)
@@ -154,11 +153,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:500]}"
 
 
-def _base_row(study_name: str, trial: optuna.Trial, config: TrialConfig, state: str) -> TrialRow:
+def failure_row(study_name: str, number: int, config: TrialConfig, reason: str) -> TrialRow:
+    row = _base_row(study_name, number, config, "FAIL")
+    row.error = reason
+    return row
+
+
+def _base_row(study_name: str, number: int, config: TrialConfig, state: str) -> TrialRow:
     return TrialRow(
         study_name=study_name,
         engine=ENGINE,
-        trial_number=trial.number,
+        trial_number=number,
         state=state,
         split="val",
         backbone=config.backbone,

@@ -9,7 +9,7 @@ import optuna
 
 from cxrdata import Manifest, scan
 from search._errors import SearchError
-from search._study import StudyInfo, check_study_exists, make_storage
+from search._study import StudyInfo, artifact_store, check_study_exists, make_storage
 from search.store import ResultStore, TrialRow
 
 __all__ = ["download_model", "find_trial", "study_info", "study_manifest"]
@@ -44,7 +44,7 @@ def download_model(row: TrialRow, info: StudyInfo, folder: Path | None = None) -
             f"entered the top at the time; see --keep-models)."
         )
     target = (folder or Path(tempfile.mkdtemp(prefix="cxr-model-"))) / models[0].filename
-    store = optuna.artifacts.FileSystemArtifactStore(info.artifacts)
+    store = artifact_store(info.artifacts)
     artifact_id = models[0].artifact_id
     try:
         optuna.artifacts.download_artifact(artifact_store=store, file_path=str(target), artifact_id=artifact_id)

@@ -8,6 +8,7 @@ the data lives elsewhere on its machine) a data path.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -18,14 +19,24 @@ from search._errors import SearchError
 from search.space import SearchSpace, TrainingSettings
 from search.store import mask_url
 
-__all__ = ["StudyInfo", "check_study_exists", "create_study", "load_study", "make_pruner", "make_storage"]
+__all__ = [
+    "StudyInfo",
+    "artifact_store",
+    "check_study_exists",
+    "create_study",
+    "load_study",
+    "make_pruner",
+    "make_storage",
+]
 
 # Heartbeats and stale-trial retry are marked experimental in Optuna but are its supported
 # way to recover a killed worker's trial; the warning would repeat in every worker.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-HEARTBEAT_INTERVAL_S = 30
-HEARTBEAT_GRACE_S = 120
+# A worker beats every interval; a trial whose worker missed the grace period is failed and
+# retried by the next worker that checks. Environment variables tune them (tests use seconds).
+HEARTBEAT_INTERVAL_S = int(os.environ.get("CXR_HEARTBEAT_INTERVAL_S", "30"))
+HEARTBEAT_GRACE_S = int(os.environ.get("CXR_HEARTBEAT_GRACE_S", "120"))
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,17 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
         )
     except Exception as exc:  # Optuna wraps connection and URL errors in several types
         raise SearchError(f"The study database must be reachable, but {mask_url(url)} is not ({exc}).") from None
+
+
+def artifact_store(location: str) -> optuna.artifacts.FileSystemArtifactStore | optuna.artifacts.Boto3ArtifactStore:
+    """Optuna's artifact store for a shared folder, or ``s3://bucket`` (S3-compatible, via boto3;
+    set AWS_ENDPOINT_URL for MinIO and friends)."""
+    if location.startswith("s3://"):
+        import boto3
+
+        bucket = location.removeprefix("s3://").split("/", 1)[0]
+        return optuna.artifacts.Boto3ArtifactStore(bucket, client=boto3.client("s3"))
+    return optuna.artifacts.FileSystemArtifactStore(location)
 
 
 def make_pruner(settings: TrainingSettings) -> optuna.pruners.BasePruner:

@@ -47,6 +47,18 @@ def _positive(name: str) -> type:
     return parse  # type: ignore[return-value]
 
 
+def _gpu_list(text: str) -> list[int]:
+    try:
+        gpus = [int(g) for g in text.split(",") if g.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"`--gpus` must be comma-separated GPU indices like 0,1, but got {text!r}"
+        ) from None
+    if not gpus or len(set(gpus)) != len(gpus) or min(gpus) < 0:
+        raise argparse.ArgumentTypeError(f"`--gpus` must list distinct GPU indices >= 0, but got {text!r}")
+    return gpus
+
+
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -60,6 +72,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"database URL (default: {DEFAULT_STORAGE})")
     p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
     p.add_argument("--workers", type=_positive("--workers"), default=1, help="local worker processes (default: 1)")
+    p.add_argument("--gpus", type=_gpu_list, help="GPU indices, one worker per GPU (e.g. 0,1,2,3); overrides --workers")
     p.add_argument("--config", help="search space TOML (default: the packaged search/space/default.toml)")
     p.add_argument("--weights", default="imagenet", help="imagenet (download), none, or a folder of Keras weight files")
     p.add_argument("--image-size", type=_positive("--image-size"), help="input size in pixels (overrides the config)")
@@ -98,6 +111,7 @@ class Plan:
     keep_models: int
     data: str
     space: SearchSpace
+    gpus: tuple[int, ...] | None = None
 
 
 def _check_weights_available(space: SearchSpace, weights: str) -> str:
@@ -161,8 +175,18 @@ def prepare(args: argparse.Namespace) -> Plan:
     )
     create_study(storage, args.study, info)
     _warm_caches(manifest, space, cache_dir, artifacts)
+    gpus = tuple(args.gpus) if args.gpus else None
+    workers = len(gpus) if gpus else args.workers
     return Plan(
-        args.storage, args.study, args.trials, args.workers, args.recycle_after, args.keep_models, info.data_path, space
+        args.storage,
+        args.study,
+        args.trials,
+        workers,
+        args.recycle_after,
+        args.keep_models,
+        info.data_path,
+        space,
+        gpus,
     )
 
 

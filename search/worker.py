@@ -15,11 +15,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cxrdata import DatasetError
 from search._errors import SearchError
 
-__all__ = ["WorkerJob", "main", "run_worker"]
+__all__ = ["WorkerJob", "main", "record_lost_trials", "run_worker"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,26 @@ def _select_gpu(gpu: int | None) -> None:
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 
 
+def record_lost_trials(study: Any, store: Any) -> int:
+    """Give failed trials whose worker died without a word (SIGKILL, power loss) a FAIL row, so
+    the results store shows what Optuna shows; return how many were added."""
+    from optuna.trial import TrialState
+
+    from search._objective import failure_row
+    from search.space import TrialConfig
+
+    known = {row.trial_number for row in store.trials(study.study_name)}
+    added = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        config = trial.user_attrs.get("config")
+        if trial.number in known or config is None:
+            continue
+        row = failure_row(study.study_name, trial.number, TrialConfig.from_dict(config), "worker lost (no heartbeat)")
+        store.record(row)
+        added += 1
+    return added
+
+
 def run_worker(job: WorkerJob) -> int:
     """Run up to ``job.n_trials`` trials of the study in this process; return how many ran."""
     _select_gpu(job.gpu)
@@ -63,7 +84,7 @@ def run_worker(job: WorkerJob) -> int:
 
     from search._objective import Objective
     from search._records import study_manifest
-    from search._study import load_study, make_storage
+    from search._study import artifact_store, load_study, make_storage
     from search._trial import TrialData
     from search.store import ResultStore
 
@@ -72,9 +93,10 @@ def run_worker(job: WorkerJob) -> int:
     storage = make_storage(job.storage)
     study, info = load_study(storage, job.study, job.worker_index)
     optuna.storages.fail_stale_trials(study)  # a stale trial is only failed when someone checks
-    manifest = study_manifest(job.data or info.data_path, info.cache_dir, info.dataset_fingerprint)
     store = ResultStore(job.storage)
     store.check_schema()
+    record_lost_trials(study, store)
+    manifest = study_manifest(job.data or info.data_path, info.cache_dir, info.dataset_fingerprint)
     objective = Objective(
         study_name=job.study,
         space=info.space,
@@ -85,7 +107,7 @@ def run_worker(job: WorkerJob) -> int:
             lung_model=Path(info.lung_model) if info.lung_model else None,
         ),
         store=store,
-        artifact_store=optuna.artifacts.FileSystemArtifactStore(info.artifacts),
+        artifact_store=artifact_store(info.artifacts),
         weights=info.weights,
         seed=info.seed,
         keep_models=job.keep_models,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cxrdata.synthetic import SyntheticSpec, make_synthetic_dataset
+from tests.postgres import PostgresServer as PostgresServerType
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -71,3 +73,27 @@ def segmenter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("segmenter") / "lungs.keras"
     train_segmenter(pairs, train, epochs=6).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server on a loopback port, for the session; yields its URL."""
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[PostgresServerType]:
+    """A PostgreSQL server of the test's own, which the test may restart."""
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

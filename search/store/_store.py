@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine, delete, event, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from search._errors import SearchError
@@ -97,12 +98,30 @@ class ResultStore:
         row: TrialRow,
         epochs: Sequence[EpochRow] = (),
         artifacts: Sequence[ArtifactRecord] = (),
+        *,
+        attempts: int = 6,
     ) -> int:
         """Write a trial with its epochs and artifacts in one transaction; return the row id.
 
         Writing the same (study, engine, trial, split) again replaces the earlier row, so a
-        retried write never duplicates a trial.
+        transaction retried after a dropped connection (a restarted server) never duplicates
+        a trial. Waits up to about a minute in all before giving up.
         """
+        for attempt in range(attempts):
+            try:
+                return self._record_once(row, list(epochs), list(artifacts))
+            except (OperationalError, InterfaceError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(min(2**attempt, 20))
+        raise AssertionError("unreachable")
+
+    def _record_once(self, source: TrialRow, epochs: list[EpochRow], artifacts: list[ArtifactRecord]) -> int:
+        # A fresh copy per attempt: a failed flush leaves the ORM objects bound to a dead session.
+        columns = [c.key for c in TrialRow.__table__.columns if c.key != "id"]
+        row = TrialRow(**{c: getattr(source, c) for c in columns if getattr(source, c) is not None})
+        epoch_columns = [c.key for c in EpochRow.__table__.columns if c.key not in ("id", "trial_id")]
+        epochs = [EpochRow(**{c: getattr(e, c) for c in epoch_columns}) for e in epochs]
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             session.execute(
                 delete(TrialRow).where(
@@ -112,10 +131,11 @@ class ResultStore:
                     TrialRow.split == row.split,
                 )
             )
-            row.epochs = list(epochs)
+            row.epochs = epochs
             row.artifacts = [ArtifactRow(**a.__dict__) for a in artifacts]
             session.add(row)
             session.flush()
+            source.id = row.id
             return row.id
 
     def trials(self, study_name: str, *, split: str = "val", engine: str | None = None) -> list[TrialRow]:
