@@ -7,6 +7,7 @@ the study database. Re-running with the same --study resumes it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -241,6 +242,14 @@ class _Progress:
         self.shown: tuple[object, ...] = ()
 
     def update(self) -> None:
+        from optuna.exceptions import StorageInternalError
+        from sqlalchemy.exc import SQLAlchemyError
+
+        # The database may be briefly away (a restart): the next poll catches up.
+        with contextlib.suppress(SQLAlchemyError, StorageInternalError):
+            self._update()
+
+    def _update(self) -> None:
         from optuna.trial import TrialState
 
         trials = self.study.get_trials(deepcopy=False)[self.before :]

@@ -12,6 +12,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,11 +113,44 @@ def run_worker(job: WorkerJob) -> int:
         seed=info.seed,
         keep_models=job.keep_models,
     )
-    before = len(study.get_trials(deepcopy=False))
-    import tensorflow as tf
+    return _optimize(study, objective, job.n_trials)
 
-    study.optimize(objective, n_trials=job.n_trials, catch=(tf.errors.ResourceExhaustedError,), gc_after_trial=True)
-    return len(study.get_trials(deepcopy=False)) - before
+
+def _optimize(study: Any, objective: Any, n_trials: int, wait_s: float = 5.0, patience_s: float = 600.0) -> int:
+    """Run ``n_trials`` trials, riding out a database that goes away for a while (a restart):
+    the trial in flight fails, the worker waits and goes on with the trials it still owes."""
+    import tensorflow as tf
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    finished = 0
+
+    def count(_study: Any, _trial: Any) -> None:
+        nonlocal finished
+        finished += 1
+
+    down_since: float | None = None
+    while finished < n_trials:
+        try:
+            study.optimize(
+                objective,
+                n_trials=n_trials - finished,
+                catch=(tf.errors.ResourceExhaustedError,),
+                callbacks=[count],
+                gc_after_trial=True,
+            )
+        except (StorageInternalError, SQLAlchemyError) as exc:
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since > patience_s:
+                raise SearchError(
+                    f"The study database must come back within {patience_s:.0f} s, but it did not ({exc})."
+                ) from None
+            print(f"database unavailable ({type(exc).__name__}); retrying in {wait_s:.0f} s", file=sys.stderr)
+            time.sleep(wait_s)
+            finished += 1  # the trial in flight is lost (failed); do not run it twice
+        else:
+            down_since = None
+    return finished
 
 
 def main(argv: Sequence[str] | None = None) -> int:

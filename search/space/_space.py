@@ -170,6 +170,9 @@ class SearchSpace:
     ) -> SearchSpace:
         """A copy with command-line overrides applied (``None`` leaves a value alone)."""
         settings = replace(self.training, **{k: v for k, v in training.items() if v is not None})
+        if training.get("max_epochs") is not None:
+            # A shorter budget from the command line caps the warm-up rather than failing on it.
+            settings = replace(settings, warmup_epochs=min(settings.warmup_epochs, settings.max_epochs - 1))
         return replace(
             self,
             backbones=tuple(backbones) if backbones else self.backbones,

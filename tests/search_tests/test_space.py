@@ -61,6 +61,11 @@ def test_config_round_trips_through_json() -> None:
     assert TrialConfig.from_json(config.to_json()) == config
 
 
+def test_a_short_epoch_budget_caps_the_warmup() -> None:
+    space = SearchSpace.from_dict(BASE).with_overrides(max_epochs=1).check()
+    assert (space.training.max_epochs, space.training.warmup_epochs) == (1, 0)
+
+
 def test_overrides_replace_choices_and_training() -> None:
     space = SearchSpace.from_dict(BASE).with_overrides(backbones=["VGG16"], image_size=96, max_epochs=None)
     assert space.backbones == ("VGG16",)

@@ -1,0 +1,141 @@
+"""Many workers on one study: PostgreSQL and SQLite, a killed worker, a restarted database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.launch import parse_args, prepare
+from search.store import ResultStore
+from tests.conftest import REPO, launch
+from tests.postgres import PostgresServer
+
+FAST = [
+    "--weights",
+    "none",
+    "--image-size",
+    "32",
+    "--max-epochs",
+    "1",
+    "--backbones",
+    "MobileNet_0.25",
+    "--pruner",
+    "none",
+]
+
+
+def _states(storage: str, study: str = "cxr-search") -> list[TrialState]:
+    return [t.state for t in optuna.load_study(study_name=study, storage=storage).get_trials()]
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_four_workers_finish_forty_trials_exactly_once(backend: str, postgres: str, tiny: Path, tmp_path: Path) -> None:
+    storage = postgres.rsplit("/", 1)[0] + "/cxr" if backend == "postgresql" else f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = f"forty-{backend}"
+    done = launch(
+        "--trials", "40", "--workers", "4", "--recycle-after", "20", "--study", study, "--storage", storage,
+        "--data", str(tiny), "--artifacts", str(tmp_path / "artifacts"), "--cache-dir", str(tmp_path / "cache"),
+        "--keep-models", "0", *FAST, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _states(storage, study) == [TrialState.COMPLETE] * 40
+    rows = ResultStore(storage).trials(study)
+    assert sorted(r.trial_number for r in rows) == list(range(40)), "one row per trial, no duplicates"
+    assert {r.state for r in rows} == {"COMPLETE"}
+
+
+def _worker(storage: str, study: str, trials: int, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.worker", "--storage", storage, "--study", study, "--trials", str(trials)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_killed_worker_leaves_a_failed_trial_that_another_retries(postgres: str, tiny: Path, tmp_path: Path) -> None:
+    study = "killed"
+    args = [
+        "--trials",
+        "1",
+        "--study",
+        study,
+        "--storage",
+        postgres,
+        "--data",
+        str(tiny),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
+    prepare(
+        parse_args([*args, "--artifacts", str(tmp_path / "a"), *FAST[:-4], "--max-epochs", "3", "--pruner", "none"])
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CXR_HEARTBEAT_INTERVAL_S": "1", "CXR_HEARTBEAT_GRACE_S": "3"}
+    doomed = _worker(postgres, study, 1, env, tmp_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        trials = optuna.load_study(study_name=study, storage=postgres).get_trials()
+        if trials and trials[0].state == TrialState.RUNNING and trials[0].user_attrs.get("config"):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the first worker never started its trial")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+    time.sleep(5)  # past the grace period: the trial's heartbeat is stale
+    rescuer = _worker(postgres, study, 1, env, tmp_path)
+    _, err = rescuer.communicate(timeout=300)
+    assert rescuer.returncode == 0, err[-3000:]
+    first, retry = optuna.load_study(study_name=study, storage=postgres).get_trials()
+    assert first.state == TrialState.FAIL
+    assert retry.state == TrialState.COMPLETE
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == first.number
+    assert retry.params == first.params
+    rows = {r.trial_number: r for r in ResultStore(postgres).trials(study)}
+    assert rows[first.number].state == "FAIL" and rows[first.number].error == "worker lost (no heartbeat)"
+    assert rows[retry.number].state == "COMPLETE"
+
+
+def test_a_database_restart_mid_run_loses_no_completed_result(
+    postgres_server: PostgresServer, tiny: Path, tmp_path: Path
+) -> None:
+    storage = postgres_server.url
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.launch", "--trials", "10", "--workers", "2", "--storage", storage, "--data", str(tiny),
+         "--keep-models", "0", *FAST],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    before: list[int] = []
+    while time.monotonic() < deadline and len(before) < 2:
+        time.sleep(1)
+        try:
+            before = [r.trial_number for r in ResultStore(storage).trials("cxr-search") if r.state == "COMPLETE"]
+        except Exception:
+            continue
+    assert len(before) >= 2, "two trials should complete before the restart"
+    postgres_server.restart()
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    completed = {
+        t.number
+        for t in optuna.load_study(study_name="cxr-search", storage=storage).get_trials()
+        if t.state == TrialState.COMPLETE
+    }
+    rows = ResultStore(storage).trials("cxr-search")
+    assert len(rows) == len({r.trial_number for r in rows}), "no duplicate rows"
+    stored = {r.trial_number for r in rows if r.state == "COMPLETE"}
+    assert set(before) <= stored, "results completed before the restart are still there"
+    assert completed <= stored, "every trial Optuna completed has its results"
+    assert len(stored) >= 8
