@@ -38,9 +38,8 @@ def main() -> None:
     rows = [
         r for r in ResultStore(args.storage).ranked(args.study, limit=50) if any(a.kind == "model" for a in r.artifacts)
     ]
-    print(
-        f"{'trial':>5}  {'backbone':<17} {'val COVID sens':>14} {'stored focus':>12} {'human-mask focus':>16} {'ratio':>6} {'pointing':>8} {'blank':>5}"
-    )
+    header = ("trial", "backbone", "val COVID sens", "stored focus", "human-mask focus", "ratio", "pointing", "blank")
+    print("{:>5}  {:<17} {:>14} {:>12} {:>16} {:>6} {:>8} {:>5}".format(*header))
     for row in rows[: args.top]:
         config = TrialConfig.from_json(row.config_json)
         model = keras.models.load_model(download_model(row, info), safe_mode=True)
