@@ -114,3 +114,19 @@ def test_shared_weights_load_into_the_flat_model(name: str, size: int, expected:
     np.testing.assert_array_equal(kernel, again.model.get_layer(layer).get_weights()[0])
     assert not np.allclose(kernel, random.model.get_layer(layer).get_weights()[0])
     keras.backend.clear_session()
+
+
+def test_imagenet_weights_that_cannot_be_downloaded_get_one_sentence() -> None:
+    # These machines have no internet, so Keras' download fails: the message names the file and the ways out.
+    from search.backbones._weights import keras_cache_dir
+
+    spec = get_backbone("MobileNet_0.25")
+    assert not (keras_cache_dir() / spec.weight_files[0]).exists(), "the test needs an empty Keras cache"
+    with pytest.raises(SearchError) as info:
+        build_model(_config("MobileNet_0.25", 32, weights="imagenet"), num_classes=2)
+    message = str(info.value)
+    assert message.startswith("ImageNet weights for MobileNet_0.25 could not be downloaded (")
+    assert f"the file '{spec.weight_files[0]}' is not in" in message
+    assert message.endswith(
+        "put it in a folder and pass --weights FOLDER, or use --weights none for random initialisation."
+    )

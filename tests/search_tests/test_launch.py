@@ -175,3 +175,20 @@ def test_without_masks_or_segmenter_the_launch_says_so(tmp_path: Path) -> None:
     assert "36 image(s) have no lung mask: lung focus is measured on the 0 that do." in done.stderr
     (row,) = ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search")
     assert row.lung_focus is None and row.lung_mask_source is None
+
+
+def test_a_worker_refuses_data_with_another_fingerprint(
+    searched: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.worker import main as worker_main
+
+    previous = signal.getsignal(signal.SIGINT)  # the worker CLI owns Ctrl-C; give it back to pytest after
+    request_cleanup = lambda: signal.signal(signal.SIGINT, previous)  # noqa: E731
+    other = make_synthetic_dataset(tmp_path / "other", SyntheticSpec(per_class=16, size=40, seed=42))
+    storage = f"sqlite:///{searched / 'optuna.db'}"
+    assert worker_main(["--storage", storage, "--study", "cxr-search", "--trials", "1", "--data", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: A worker must see the study's dataset, but {other} has fingerprint" in err
+    assert worker_main(["--storage", storage, "--study", "cxr-serch", "--trials", "1"]) == 1
+    assert "there is no study 'cxr-serch'. Did you mean 'cxr-search'?" in capsys.readouterr().err
+    request_cleanup()
