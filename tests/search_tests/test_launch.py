@@ -183,7 +183,6 @@ def test_a_worker_refuses_data_with_another_fingerprint(
     from search.worker import main as worker_main
 
     previous = signal.getsignal(signal.SIGINT)  # the worker CLI owns Ctrl-C; give it back to pytest after
-    request_cleanup = lambda: signal.signal(signal.SIGINT, previous)  # noqa: E731
     other = make_synthetic_dataset(tmp_path / "other", SyntheticSpec(per_class=16, size=40, seed=42))
     storage = f"sqlite:///{searched / 'optuna.db'}"
     assert worker_main(["--storage", storage, "--study", "cxr-search", "--trials", "1", "--data", str(other)]) == 1
@@ -191,4 +190,4 @@ def test_a_worker_refuses_data_with_another_fingerprint(
     assert f"error: A worker must see the study's dataset, but {other} has fingerprint" in err
     assert worker_main(["--storage", storage, "--study", "cxr-serch", "--trials", "1"]) == 1
     assert "there is no study 'cxr-serch'. Did you mean 'cxr-search'?" in capsys.readouterr().err
-    request_cleanup()
+    signal.signal(signal.SIGINT, previous)
