@@ -21,7 +21,7 @@ def main() -> None:
     sys.argv = [
         "streamlit", "run", str(app),
         "--server.address", args.host, "--server.port", str(args.port),
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
     ]  # fmt: skip
     sys.exit(streamlit_cli.main())
 
