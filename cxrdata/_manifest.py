@@ -20,14 +20,26 @@ from cxrdata._decode import decode_mask, image_info
 from cxrdata._errors import DatasetError, ImageDecodeError
 from cxrdata._layout import METADATA_NAME, Candidate, find_layout, printable, read_metadata
 
-__all__ = ["Entry", "Excluded", "Manifest", "scan"]
+__all__ = ["Entry", "Excluded", "ImageFacts", "Manifest", "scan"]
 
 # Below this many files the progress bar is noise.
 _PROGRESS_MIN_FILES = 500
 
 
 @dataclass(frozen=True)
-class Entry:
+class ImageFacts:
+    """What decoding a file tells: its hashes, size and original mode."""
+
+    sha256: str
+    phash: str
+    dhash: str
+    width: int
+    height: int
+    mode: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry(ImageFacts):
     """One usable image. Paths are POSIX and relative to the manifest's root."""
 
     path: str
@@ -35,12 +47,6 @@ class Entry:
     mask: str | None
     patient_id: str | None
     source: str | None
-    sha256: str
-    phash: str
-    dhash: str
-    width: int
-    height: int
-    mode: str
 
 
 @dataclass(frozen=True)
@@ -122,19 +128,6 @@ class Manifest:
         )
 
 
-@dataclass(frozen=True)
-class _Decoded:
-    """What reading one candidate taught us; ``mask`` is dropped when the mask is unusable."""
-
-    sha256: str
-    phash: str
-    dhash: str
-    width: int
-    height: int
-    mode: str
-    mask: Path | None
-
-
 def _mask_problem(mask: Path) -> str | None:
     try:
         return None if decode_mask(mask).any() else "mask is empty (no lung pixel)"
@@ -142,8 +135,8 @@ def _mask_problem(mask: Path) -> str | None:
         return f"mask {exc}"
 
 
-def _inspect(candidate: Candidate) -> tuple[_Decoded | None, str | None, str | None]:
-    """Decode one candidate: (what it holds, image error, mask error)."""
+def _inspect(candidate: Candidate) -> tuple[ImageFacts | None, str | None, str | None]:
+    """Decode one candidate: (its facts, image error, mask error)."""
     try:
         raw = candidate.path.read_bytes()
         rgb, mode = image_info(candidate.path)
@@ -153,16 +146,15 @@ def _inspect(candidate: Candidate) -> tuple[_Decoded | None, str | None, str | N
         return None, f"cannot be read ({exc.strerror or exc})", None
     gray = Image.fromarray(rgb).convert("L")
     mask_error = None if candidate.mask is None else _mask_problem(candidate.mask)
-    decoded = _Decoded(
+    facts = ImageFacts(
         sha256=hashlib.sha256(raw).hexdigest(),
         phash=str(imagehash.phash(gray)),
         dhash=str(imagehash.dhash(gray)),
         width=rgb.shape[1],
         height=rgb.shape[0],
         mode=mode,
-        mask=candidate.mask if mask_error is None else None,
     )
-    return decoded, None, mask_error
+    return facts, None, mask_error
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -214,19 +206,15 @@ def scan(
         row = rows.pop(rel, {})
         if row.get("label") and canonical_class(row["label"]) != candidate.label:
             label_conflicts += 1
+        usable_mask = candidate.mask if mask_error is None else None
         entries.append(
             Entry(
+                **asdict(decoded),
                 path=rel,
                 label=candidate.label,
-                mask=None if decoded.mask is None else _relative(decoded.mask, layout.root),
+                mask=None if usable_mask is None else _relative(usable_mask, layout.root),
                 patient_id=row.get("patient_id") or None,
                 source=row.get("source") or None,
-                sha256=decoded.sha256,
-                phash=decoded.phash,
-                dhash=decoded.dhash,
-                width=decoded.width,
-                height=decoded.height,
-                mode=decoded.mode,
             )
         )
     if label_conflicts:
