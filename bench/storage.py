@@ -20,7 +20,7 @@ from pathlib import Path
 import optuna
 
 from search.space import load_space
-from search.store import ResultStore, TrialRow
+from search.store import ResultStore, config_row
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -31,14 +31,8 @@ def _objective(store: ResultStore, study_name: str) -> object:
     def objective(trial: optuna.Trial) -> float:
         config = space.suggest(trial, weights="none", seed=0)
         trial.report(0.5, 0)
-        row = TrialRow(
-            study_name=study_name, engine="optuna", trial_number=trial.number, state="COMPLETE", split="val",
-            backbone=config.backbone, scheme=config.scheme, freeze_depth=config.freeze_depth,
-            head_width=config.head_width,
-            dropout=config.dropout, learning_rate=config.learning_rate, augment_strength=config.augment_strength,
-            image_size=config.image_size, batch_size=config.batch_size, max_epochs=config.max_epochs,
-            weights="none", config_json=config.to_json(), covid_sensitivity=0.9, accuracy=0.9,
-        )  # fmt: skip
+        row = config_row(study_name, trial.number, config, "COMPLETE")
+        row.covid_sensitivity, row.accuracy = 0.9, 0.9
         store.record(row)
         return 0.5
 

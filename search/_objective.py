@@ -15,7 +15,7 @@ import optuna
 
 from search._trial import TrialData, TrialOutcome, run_trial
 from search.space import SearchSpace, TrialConfig
-from search.store import RANKING, ArtifactRecord, EpochRow, ResultStore, TrialRow
+from search.store import RANKING, ArtifactRecord, EpochRow, ResultStore, TrialRow, config_row
 
 __all__ = ["Objective", "failure_row"]
 
@@ -110,7 +110,7 @@ class Objective:
         return records
 
     def _rows(self, trial: optuna.Trial, outcome: TrialOutcome) -> tuple[TrialRow, list[EpochRow]]:
-        row = _base_row(self.study_name, trial.number, outcome.config, "PRUNED" if outcome.fit.pruned else "COMPLETE")
+        row = config_row(self.study_name, trial.number, outcome.config, "PRUNED" if outcome.fit.pruned else "COMPLETE")
         m = outcome.metrics
         if m is not None:
             for name in ("loss", "accuracy", "balanced_accuracy", "covid_sensitivity", "covid_specificity"):
@@ -154,28 +154,6 @@ def _describe(exc: BaseException) -> str:
 
 
 def failure_row(study_name: str, number: int, config: TrialConfig, reason: str) -> TrialRow:
-    row = _base_row(study_name, number, config, "FAIL")
+    row = config_row(study_name, number, config, "FAIL")
     row.error = reason
     return row
-
-
-def _base_row(study_name: str, number: int, config: TrialConfig, state: str) -> TrialRow:
-    return TrialRow(
-        study_name=study_name,
-        engine=ENGINE,
-        trial_number=number,
-        state=state,
-        split="val",
-        backbone=config.backbone,
-        scheme=config.scheme,
-        freeze_depth=config.freeze_depth,
-        head_width=config.head_width,
-        dropout=config.dropout,
-        learning_rate=config.learning_rate,
-        augment_strength=config.augment_strength,
-        image_size=config.image_size,
-        batch_size=config.batch_size,
-        max_epochs=config.max_epochs,
-        weights=config.weights,
-        config_json=config.to_json(),
-    )

@@ -1,7 +1,7 @@
 """The SQL results store: trials, epoch histories and artifact ids beside Optuna's tables."""
 
 from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, TrialRow
-from search.store._store import RANKING, ArtifactRecord, ResultStore, mask_url
+from search.store._store import RANKING, ArtifactRecord, ResultStore, config_row, mask_url
 
 __all__ = [
     "RANKING",
@@ -12,5 +12,6 @@ __all__ = [
     "EpochRow",
     "ResultStore",
     "TrialRow",
+    "config_row",
     "mask_url",
 ]

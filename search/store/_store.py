@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine, create_engine, delete, event, inspect, select
 from sqlalchemy.engine import make_url
@@ -12,9 +12,10 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from search._errors import SearchError
+from search.space import TrialConfig
 from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, SchemaRow, TrialRow
 
-__all__ = ["RANKING", "ArtifactRecord", "ResultStore", "mask_url"]
+__all__ = ["RANKING", "ArtifactRecord", "ResultStore", "config_row", "mask_url"]
 
 # The leaderboard's default rule: COVID sensitivity, then lung focus, then validation AUC,
 # all descending, unknown values last.
@@ -166,3 +167,18 @@ class ResultStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def config_row(study_name: str, number: int, config: TrialConfig, state: str) -> TrialRow:
+    """A validation row carrying the trial's config: every config field that is also a column."""
+    columns = set(TrialRow.__table__.columns.keys())
+    fields = {k: v for k, v in asdict(config).items() if k in columns}
+    return TrialRow(
+        study_name=study_name,
+        engine="optuna",
+        trial_number=number,
+        state=state,
+        split="val",
+        config_json=config.to_json(),
+        **fields,
+    )
