@@ -72,7 +72,7 @@ def _all(url: str, study: str) -> pd.DataFrame:
 
 @st.cache_resource(ttl=CACHE_TTL_S)
 def _optuna_study(url: str, study: str) -> optuna.Study:
-    parsed = D.read_only_engine(url).url
+    parsed = _engine(url).url  # the read-only URL, from the engine already open
     storage = optuna.storages.RDBStorage(
         parsed.render_as_string(hide_password=False), skip_table_creation=True, skip_compatibility_check=True
     )
@@ -192,7 +192,7 @@ def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
 
 
 def _artifacts(url: str, study: str, detail: D.TrialDetail) -> None:
-    folder = D.study_artifact_dir(url, study)
+    folder = D.study_artifact_dir(_engine(url), study)
     overlays = [a for a in detail.artifacts if a["kind"] == "gradcam"]
     if overlays and folder is not None:
         st.image(

@@ -273,11 +273,11 @@ def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str
         )
 
 
-def study_artifact_dir(url: str, study: str) -> Path | None:
-    """Where the study keeps its artifacts (from its Optuna user attributes), read-only."""
+def study_artifact_dir(engine: Engine, study: str) -> Path | None:
+    """Where the study keeps its artifacts (from its Optuna user attributes)."""
     from sqlalchemy import text
 
-    with read_only_engine(url).connect() as conn:
+    with engine.connect() as conn:
         row = conn.execute(
             text(
                 "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cxrdata import DatasetError, ImageArrays, Split
+from cxrdata import DatasetError, ImageArrays, Manifest, Split
 from search._errors import SearchError
+from search._study import StudyInfo
 from search.metrics import TrialMetrics
 from search.space import TrialConfig
 from search.store import ResultStore, TrialRow
@@ -32,6 +33,8 @@ class Evaluation:
     model: Any  # keras.Model
     split: Split
     arrays: ImageArrays
+    info: StudyInfo
+    manifest: Manifest
 
 
 def evaluate_trial(storage: str, study: str, trial: int | None, *, data: str | None = None) -> Evaluation:
@@ -75,7 +78,7 @@ def evaluate_trial(storage: str, study: str, trial: int | None, *, data: str | N
     test_row.confusion_json = json.dumps(metrics.confusion)
     test_row.covid_roc_json = None if metrics.covid_roc is None else json.dumps(metrics.covid_roc)
     store.record(test_row)
-    return Evaluation(row, metrics, model, split, arrays)
+    return Evaluation(row, metrics, model, split, arrays, info, manifest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -234,12 +234,10 @@ def export(
     images = np.asarray(done.arrays.images[sample], dtype=np.float32)
     parity = verify(out, done.model.predict(images, verbose=0), images, files)
 
-    from search._records import study_info, study_manifest
     from search.backbones import get_backbone
     from search.gradcam import gradcam_layer_of
 
-    info = study_info(storage, study)
-    manifest = study_manifest(data or info.data_path, info.cache_dir, info.dataset_fingerprint)
+    info, manifest = done.info, done.manifest  # loaded once, by the evaluation
     spec = get_backbone(config.backbone)
     card = {
         "study": study,

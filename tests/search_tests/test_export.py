@@ -60,7 +60,9 @@ def test_export_writes_every_format_and_a_card(exported: Path, study: str) -> No
     assert card["config"]["backbone"] == "MobileNet_0.25"
     assert card["validation"]["covid_sensitivity"] == top.covid_sensitivity
     assert card["test"]["split"] == "test" and card["test"]["n"] > 0
-    assert card["lung_focus"] is None and any("Lung focus was not measured" in c for c in card["caveats"])
+    assert card["lung_focus"] == top.lung_focus
+    unmeasured = any("Lung focus was not measured" in c for c in card["caveats"])
+    assert unmeasured == (top.lung_focus is None), "the caveat appears exactly when focus is unknown"
     assert len(card["dataset"]["fingerprint"]) == 16
     assert {"tensorflow-cpu", "keras", "numpy"} <= set(card["versions"]) or {"tensorflow", "keras"} <= set(
         card["versions"]
