@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ import tensorflow as tf
 
 from cxrdata._images import ImageArrays
 
-__all__ = ["AUGMENT_AT_FULL_STRENGTH", "check_strength", "make_dataset", "random_affine"]
+__all__ = ["AUGMENT_AT_FULL_STRENGTH", "check_strength", "make_dataset", "make_feature_dataset", "random_affine"]
 
 # Strength 1 is the augmentation of the best-documented study on this database
 # (rotation 10 degrees, shifts, shear and zoom of 0.1, horizontal flip); strength s scales
@@ -83,6 +84,50 @@ def _gather(arrays: ImageArrays, with_masks: bool) -> Any:
     return take
 
 
+def _batches(indices: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """Batches of ``(entry indices, labels)``: the one place that decides the order of examples."""
+    data = tf.data.Dataset.from_tensor_slices((indices, labels[indices]))
+    if shuffle:
+        data = data.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size)
+
+
+def make_feature_dataset(
+    features: Sequence[np.ndarray],
+    valid: np.ndarray,
+    indices: np.ndarray,
+    labels: np.ndarray,
+    *,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """Like :func:`make_dataset`, but of precomputed per-entry arrays (``features[k][i]`` belongs
+    to entry ``i``) instead of images, with no augmentation.
+
+    Examples come in exactly the order ``make_dataset`` gives them for the same arguments, so
+    a model trained on features sees the same batches as one trained on the images.
+    """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size >= 1` must hold, but got batch_size={batch_size}.")
+    indices = np.asarray(indices, dtype=np.int64)
+    indices = indices[valid[indices]]
+    shapes = [tuple(f.shape[1:]) for f in features]
+
+    def take(positions: np.ndarray) -> tuple[np.ndarray, ...]:
+        order = np.sort(positions)
+        inverse = np.argsort(np.argsort(positions))
+        return tuple(np.asarray(f[order], dtype=np.float32)[inverse] for f in features)
+
+    def load(batch_indices: tf.Tensor, batch_labels: tf.Tensor) -> tuple[Any, tf.Tensor]:
+        loaded = tf.numpy_function(take, [batch_indices], [tf.float32] * len(features), stateful=False)
+        inputs = tuple(tf.ensure_shape(x, (None, *shape)) for x, shape in zip(loaded, shapes, strict=True))
+        return (inputs[0] if len(inputs) == 1 else inputs), batch_labels
+
+    data = _batches(indices, labels, batch_size, shuffle, seed)
+    return data.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
 def make_dataset(
     arrays: ImageArrays,
     indices: np.ndarray,
@@ -109,10 +154,7 @@ def make_dataset(
     take = _gather(arrays, with_masks)
     out_types = (tf.uint8, tf.uint8) if with_masks else (tf.uint8,)
 
-    data = tf.data.Dataset.from_tensor_slices((indices, labels[indices]))
-    if shuffle:
-        data = data.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size)
+    data = _batches(indices, labels, batch_size, shuffle, seed)
     # One fresh augmentation seed per batch and per epoch, reproducible from ``seed``.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     data = tf.data.Dataset.zip(data, seeds)

@@ -13,7 +13,9 @@ import keras
 import numpy as np
 
 from cxrdata import ImageArrays, Manifest, Split, get_scheme, load_images, make_split
-from cxrdata._pipeline import make_dataset
+from search._feed import TrialFeed
+from search.backbones import resolve_weights
+from search.features import FeatureCache
 from search.gradcam import LungFocus, gradcam, lung_focus, overlay
 from search.metrics import COVID_LABEL, TrialMetrics, compute_metrics
 from search.model import BuiltModel, build_model
@@ -35,9 +37,14 @@ class TrialData:
     cache_dir: Path | None = None
     split_seed: int = 0
     lung_model: Path | None = None  # a segmenter for entries without a dataset mask
+    use_features: bool = True  # train on cached activations of the frozen part where possible
     _arrays: dict[tuple[int, float], ImageArrays] = field(default_factory=dict)
     _splits: dict[str, Split] = field(default_factory=dict)
     _lungs: dict[tuple[int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def feature_cache(self) -> FeatureCache | None:
+        return None if self.cache_dir is None else FeatureCache(self.cache_dir / "features")
 
     def arrays(self, image_size: int, crop: float) -> ImageArrays:
         key = (image_size, crop)
@@ -106,6 +113,7 @@ class TrialOutcome:
     focus: LungFocus | None = None
     focus_source: str | None = None  # "dataset", "segmenter" or "mixed"
     overlays: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (file name, RGB uint8)
+    routes: list[str] = field(default_factory=list)  # per phase: "images" or "features:<floats per image>"
 
 
 FOCUS_IMAGES = 96  # validation images with lung masks that Grad-CAM reads per trial
@@ -159,27 +167,27 @@ def run_trial(
     global_state = random.getstate(), np.random.get_state()
     keras.utils.set_random_seed(config.seed)
     split = data.split(config.scheme)
-    arrays = data.arrays(config.image_size, config.crop)
-    train = make_dataset(
-        arrays,
-        split.indices["train"],
-        split.labels,
-        batch_size=config.batch_size,
-        shuffle=True,
-        augment_strength=config.augment_strength,
-        seed=config.seed,
-    )
-    val_idx = split.indices["val"][arrays.valid[split.indices["val"]]]
-    val = make_dataset(arrays, val_idx, split.labels, batch_size=config.batch_size)
     built = build_model(config, split.scheme.num_classes)
+    feed = TrialFeed(
+        built=built,
+        config=config,
+        split=split,
+        arrays=data.arrays(config.image_size, config.crop),
+        dataset=data.manifest.fingerprint,
+        weights=resolve_weights(built.spec, config.weights, config.image_size),
+        cache=data.feature_cache,
+        use_features=data.use_features,
+    )
     try:
-        fit = fit_model(built, config, train, val, report=report)
+        fit = fit_model(built, config, feed, report=report)
         metrics, focus, source = None, None, None
         overlays: list[tuple[str, np.ndarray]] = []
         if not fit.pruned:
-            proba = built.model.predict(val, verbose=0)
+            assert feed.last is not None
+            model, val = feed.last  # the last phase's model and data: no second pass of the frozen part
+            proba = model.predict(val, verbose=0)
             metrics = compute_metrics(
-                split.labels[val_idx], proba, split.scheme.class_names, split="val", loss=fit.best_val_loss
+                split.labels[feed.val_indices], proba, split.scheme.class_names, split="val", loss=fit.best_val_loss
             )
             focus, source, overlays = measure_focus(built, data, config, split)
         return TrialOutcome(
@@ -194,6 +202,7 @@ def run_trial(
             focus=focus,
             focus_source=source,
             overlays=overlays,
+            routes=feed.routes,
         )
     finally:
         random.setstate(global_state[0])

@@ -1,5 +1,5 @@
 """Training one model: warm-up, fine-tuning, early stopping, pruning reports."""
 
-from search.train._fit import EpochRecord, FitResult, Reporter, fit_model
+from search.train._fit import EpochRecord, Feed, FitResult, Reporter, fit_model
 
-__all__ = ["EpochRecord", "FitResult", "Reporter", "fit_model"]
+__all__ = ["EpochRecord", "Feed", "FitResult", "Reporter", "fit_model"]

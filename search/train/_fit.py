@@ -14,12 +14,14 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from search.model import BuiltModel, set_freeze_depth
+from search.model import BuiltModel
 from search.space import TrialConfig
 
-__all__ = ["EpochRecord", "FitResult", "Reporter", "fit_model"]
+__all__ = ["EpochRecord", "Feed", "FitResult", "Reporter", "fit_model"]
 
 Reporter = Callable[[int, float], bool]
+# Freeze the model to a depth; return the model to fit and its training and validation data.
+Feed = Callable[[float], tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]]
 
 
 @dataclass(frozen=True)
@@ -98,8 +100,7 @@ def _compile(model: keras.Model, learning_rate: float) -> None:
 def fit_model(
     built: BuiltModel,
     config: TrialConfig,
-    train: tf.data.Dataset,
-    val: tf.data.Dataset,
+    feed: Feed,
     *,
     report: Reporter | None = None,
 ) -> FitResult:
@@ -109,13 +110,17 @@ def fit_model(
     ``warmup_epochs`` with the whole backbone frozen: a random head's gradients would
     otherwise wreck the ImageNet features. Fine-tuning then continues the epoch count at
     ``learning_rate * fine_tune_lr_factor``, so pruning steps stay monotonic.
+
+    ``feed(depth)`` freezes the model to ``depth`` and says what to fit: the whole model on
+    images, or only its trainable tail on cached activations (same layers, same weights).
     """
     result = FitResult()
 
-    def phase(name: str, learning_rate: float, start: int) -> None:
-        _compile(built.model, learning_rate)
+    def phase(name: str, learning_rate: float, start: int, depth: float) -> None:
+        model, train, val = feed(depth)
+        _compile(model, learning_rate)
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
-        built.model.fit(
+        model.fit(
             train,
             validation_data=val,
             initial_epoch=start,
@@ -128,16 +133,14 @@ def fit_model(
     pretrained = config.weights != "none"
     warmup = config.warmup_epochs if pretrained and config.freeze_depth < 1.0 else 0
     if not warmup:
-        phase("train", config.learning_rate, 0)
+        phase("train", config.learning_rate, 0, config.freeze_depth)
         return result
 
-    set_freeze_depth(built, 1.0)
-    phase("head", config.learning_rate, 0)
+    phase("head", config.learning_rate, 0, 1.0)
     if result.pruned:
         return result
     head_best, head_weights = result.best_val_loss, built.model.get_weights()
-    set_freeze_depth(built, config.freeze_depth)
-    phase("fine-tune", config.learning_rate * config.fine_tune_lr_factor, warmup)
+    phase("fine-tune", config.learning_rate * config.fine_tune_lr_factor, warmup, config.freeze_depth)
     if head_best <= min(r.val_loss for r in result.history if r.phase == "fine-tune"):
         built.model.set_weights(head_weights)  # fine-tuning never beat the warmed-up head
     return result

@@ -1,0 +1,133 @@
+"""Boundary activations on disk, computed once per key and shared by every worker.
+
+The key is everything the activations depend on: the dataset (its fingerprint), image size
+and crop, backbone, weights (the file's digest, or the seed of a random initialisation),
+which layers are frozen, and the Keras version. A folder per key is written under a
+temporary name and renamed into place, so a reader never sees half of it; a lock file
+keeps two workers on one machine from computing the same key at once (a worker on another
+machine may compute it too, and the rename still leaves one whole copy).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from search.features._boundary import Boundary
+
+__all__ = ["DEFAULT_LIMIT_GB", "FeatureCache", "compute_features", "feature_key", "limit_bytes"]
+
+DEFAULT_LIMIT_GB = 4.0  # largest cache file set for one key; beyond it a trial trains on images
+_LIMIT_ENV = "CXR_FEATURE_CACHE_GB"
+
+
+def limit_bytes() -> int:
+    """The per-key size limit, from ``CXR_FEATURE_CACHE_GB`` (0 turns the cache off)."""
+    text = os.environ.get(_LIMIT_ENV, str(DEFAULT_LIMIT_GB))
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"`{_LIMIT_ENV}` must be a number of gigabytes, but got {text!r}.") from None
+    if value < 0:
+        raise ValueError(f"`{_LIMIT_ENV} >= 0` must hold, but got {value}.")
+    return int(value * 2**30)
+
+
+@cache
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def feature_key(
+    *,
+    dataset: str,
+    image_size: int,
+    crop: float,
+    backbone: str,
+    weights: str | None,
+    seed: int,
+    frozen: int,
+    boundary: Boundary,
+) -> str:
+    """A short digest of everything the boundary activations depend on."""
+    if weights is None:
+        source = f"random:{seed}"  # a random backbone is a function of the seed
+    elif Path(weights).is_file():
+        source = f"file:{_file_digest(weights)}"
+    else:
+        source = str(weights)
+    parts = {
+        "dataset": dataset,
+        "image_size": image_size,
+        "crop": round(crop, 6),
+        "backbone": backbone,
+        "weights": source,
+        "frozen": frozen,
+        "boundary": list(boundary.names),
+        "keras": keras.__version__,
+        "dtype": keras.config.dtype_policy().name,  # mixed precision gives other activations
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+class FeatureCache:
+    """``features-<key>/`` folders of ``.npy`` files, one per boundary tensor, under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def folder(self, key: str) -> Path:
+        return self.root / f"features-{key}"
+
+    def load_or_compute(self, key: str, boundary: Boundary, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """The boundary activations of every image (row i belongs to ``images[i]``), memory-mapped."""
+        folder = self.folder(key)
+        if not folder.is_dir():
+            with self._locked(key):
+                if not folder.is_dir():  # another worker may have finished while we waited
+                    self._write(folder, compute_features(boundary, images, batch_size))
+        return [np.load(folder / f"{i}.npy", mmap_mode="r") for i in range(len(boundary.names))]
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / f"features-{key}.lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _write(folder: Path, arrays: list[np.ndarray]) -> None:
+        staging = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for i, array in enumerate(arrays):
+            np.save(staging / f"{i}.npy", array)
+        try:
+            staging.rename(folder)  # atomic; loses only to an identical folder from another machine
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not folder.is_dir():
+                raise
+
+
+def compute_features(boundary: Boundary, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Run the constant part once over ``images`` (uint8 or float, at the model's size)."""
+    produced = boundary.front.predict(np.asarray(images, dtype=np.float32), batch_size=batch_size, verbose=0)
+    return [np.asarray(a, dtype=np.float32) for a in (produced if isinstance(produced, list) else [produced])]
