@@ -92,6 +92,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--keep-models", type=int, default=5, help="save models of trials entering the top N (default: 5)")
     p.add_argument("--recycle-after", type=_positive("--recycle-after"), default=10, help="trials per worker process")
+    p.add_argument(
+        "--timeout",
+        type=_positive("--timeout"),
+        help="seconds after which no new trial starts (running trials finish); with --trials, whichever comes first",
+    )
     return p.parse_args(argv)
 
 
@@ -113,6 +118,7 @@ class Plan:
     data: str
     space: SearchSpace
     gpus: tuple[int, ...] | None = None
+    timeout_s: int | None = None
 
 
 def _check_weights_available(space: SearchSpace, weights: str) -> str:
@@ -188,6 +194,7 @@ def prepare(args: argparse.Namespace) -> Plan:
         info.data_path,
         space,
         gpus,
+        args.timeout,
     )
 
 
@@ -280,6 +287,7 @@ def run_workers(plan: Plan) -> bool:
 
     before = len(optuna.load_study(study_name=plan.study, storage=plan.storage).get_trials(deepcopy=False))
     remaining = _shares(plan.trials, plan.workers)
+    deadline = None if plan.timeout_s is None else time.time() + plan.timeout_s
     ctx = mp.get_context("spawn")
     slots: list[mp.process.BaseProcess | None] = [None] * plan.workers
     progress = _Progress(plan, before)
@@ -291,12 +299,20 @@ def run_workers(plan: Plan) -> bool:
                 if proc is not None and not proc.is_alive():
                     proc.join()
                     slots[i] = None
+                if deadline is not None and time.time() >= deadline:
+                    remaining[i] = 0  # out of time: start nothing new
                 if slots[i] is None and remaining[i] > 0:
                     # A fresh process every `recycle_after` trials keeps memory flat.
                     n = min(remaining[i], plan.recycle_after)
                     remaining[i] -= n
                     job = WorkerJob(
-                        plan.storage, plan.study, n, data=plan.data, worker_index=i, keep_models=plan.keep_models
+                        plan.storage,
+                        plan.study,
+                        n,
+                        data=plan.data,
+                        worker_index=i,
+                        keep_models=plan.keep_models,
+                        deadline=deadline,
                     )
                     slots[i] = ctx.Process(target=_child, args=(job,), name=f"cxr-worker-{i}")
                     slots[i].start()  # type: ignore[union-attr]

@@ -35,6 +35,7 @@ class WorkerJob:
     keep_models: int = 5
     quiet: bool = True
     handle_sigint: bool = True  # off when embedded in another program (tests)
+    deadline: float | None = None  # time.time() after which no new trial starts
 
 
 def _interrupt_once() -> None:
@@ -61,7 +62,7 @@ def record_lost_trials(study: Any, store: Any) -> int:
     the results store shows what Optuna shows; return how many were added."""
     from optuna.trial import TrialState
 
-    from search._objective import failure_row
+    from search._recording import failure_row
     from search.space import TrialConfig
 
     known = {row.trial_number for row in store.trials(study.study_name)}
@@ -113,10 +114,17 @@ def run_worker(job: WorkerJob) -> int:
         seed=info.seed,
         keep_models=job.keep_models,
     )
-    return _optimize(study, objective, job.n_trials)
+    return _optimize(study, objective, job.n_trials, deadline=job.deadline)
 
 
-def _optimize(study: Any, objective: Any, n_trials: int, wait_s: float = 5.0, patience_s: float = 600.0) -> int:
+def _optimize(
+    study: Any,
+    objective: Any,
+    n_trials: int,
+    wait_s: float = 5.0,
+    patience_s: float = 600.0,
+    deadline: float | None = None,
+) -> int:
     """Run ``n_trials`` trials, riding out a database that goes away for a while (a restart):
     the trial in flight fails, the worker waits and goes on with the trials it still owes."""
     import tensorflow as tf
@@ -131,10 +139,14 @@ def _optimize(study: Any, objective: Any, n_trials: int, wait_s: float = 5.0, pa
 
     down_since: float | None = None
     while finished < n_trials:
+        timeout = None if deadline is None else deadline - time.time()
+        if timeout is not None and timeout <= 0:
+            break
         try:
             study.optimize(
                 objective,
                 n_trials=n_trials - finished,
+                timeout=timeout,
                 catch=(tf.errors.ResourceExhaustedError,),
                 callbacks=[count],
                 gc_after_trial=True,
@@ -150,6 +162,8 @@ def _optimize(study: Any, objective: Any, n_trials: int, wait_s: float = 5.0, pa
             finished += 1  # the trial in flight is lost (failed); do not run it twice
         else:
             down_since = None
+            if deadline is not None and time.time() >= deadline:
+                break
     return finished
 
 
@@ -160,11 +174,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=10**9, help="stop after this many trials (default: run on)")
     parser.add_argument("--data", help="dataset path on this machine (default: the path the study was created with)")
     parser.add_argument("--gpu", type=int, help="GPU index to use (default: all visible)")
+    parser.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     args = parser.parse_args(argv)
     if args.trials < 1:
         print(f"error: `--trials >= 1` must hold, but got {args.trials}.", file=sys.stderr)
         return 1
-    job = WorkerJob(args.storage, args.study, args.trials, data=args.data, gpu=args.gpu, quiet=False)
+    if args.timeout is not None and args.timeout <= 0:
+        print(f"error: `--timeout > 0` must hold, but got {args.timeout}.", file=sys.stderr)
+        return 1
+    deadline = None if args.timeout is None else time.time() + args.timeout
+    job = WorkerJob(args.storage, args.study, args.trials, data=args.data, gpu=args.gpu, quiet=False, deadline=deadline)
     try:
         run_worker(job)
     except (SearchError, DatasetError) as exc:

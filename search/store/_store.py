@@ -169,13 +169,13 @@ class ResultStore:
         self.engine.dispose()
 
 
-def config_row(study_name: str, number: int, config: TrialConfig, state: str) -> TrialRow:
+def config_row(study_name: str, number: int, config: TrialConfig, state: str, engine: str = "optuna") -> TrialRow:
     """A validation row carrying the trial's config: every config field that is also a column."""
     columns = set(TrialRow.__table__.columns.keys())
     fields = {k: v for k, v in asdict(config).items() if k in columns}
     return TrialRow(
         study_name=study_name,
-        engine="optuna",
+        engine=engine,
         trial_number=number,
         state=state,
         split="val",

@@ -1,0 +1,144 @@
+"""Recording a finished trial: its results row, epochs, Grad-CAM overlays and (maybe) its model.
+
+Shared by both engines; only the engine name and what the artifacts attach to differ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+import optuna
+
+from search._trial import TrialOutcome
+from search.space import TrialConfig
+from search.store import RANKING, ArtifactRecord, EpochRow, ResultStore, TrialRow, config_row
+
+__all__ = ["TrialRecorder", "describe_failure", "failure_row", "outcome_rows"]
+
+ArtifactStore = optuna.artifacts.FileSystemArtifactStore | optuna.artifacts.Boto3ArtifactStore
+Target = optuna.Trial | optuna.Study  # what an artifact is attached to in Optuna's store
+
+
+def _rank_key(values: tuple[float | None, ...]) -> tuple[float, ...]:
+    return tuple(-math.inf if v is None else v for v in values)
+
+
+class TrialRecorder:
+    """Writes one engine's trials of one study to the results store and the artifact store."""
+
+    def __init__(
+        self,
+        *,
+        study_name: str,
+        store: ResultStore,
+        artifact_store: ArtifactStore,
+        dataset_fingerprint: str,
+        engine: str,
+        keep_models: int = 5,
+    ) -> None:
+        self.study_name, self.store, self.artifact_store = study_name, store, artifact_store
+        self.dataset_fingerprint, self.engine, self.keep_models = dataset_fingerprint, engine, keep_models
+
+    def record(self, target: Target, number: int, outcome: TrialOutcome) -> None:
+        """Store a completed or pruned trial; artifacts are attached to ``target`` in Optuna's store."""
+        prefix = "trial" if self.engine == "optuna" else f"{self.engine}-trial"
+        artifacts = self._save_model(target, f"{prefix}-{number}.keras", outcome) if self._could_win(outcome) else []
+        artifacts += self._save_overlays(target, outcome)
+        row, epochs = outcome_rows(self.study_name, number, outcome, self.dataset_fingerprint, self.engine)
+        self.store.record(row, epochs, artifacts)
+
+    def record_failure(self, number: int, config: TrialConfig, exc: BaseException) -> None:
+        row = failure_row(self.study_name, number, config, describe_failure(exc), self.engine)
+        row.dataset_fingerprint = self.dataset_fingerprint
+        try:
+            self.store.record(row)
+        except Exception:  # the failure itself must reach the engine even if the store is down
+            traceback.print_exc()
+
+    def _could_win(self, outcome: TrialOutcome) -> bool:
+        """Save a model only if it enters the current top ``keep_models`` (bounded disk use)."""
+        if outcome.metrics is None or self.keep_models <= 0:
+            return False
+        top = self.store.ranked(self.study_name, limit=self.keep_models)
+        if len(top) < self.keep_models:
+            return True
+        focus = None if outcome.focus is None else outcome.focus.energy
+        mine = _rank_key(tuple(focus if c == "lung_focus" else getattr(outcome.metrics, c, None) for c in RANKING))
+        worst = _rank_key(tuple(getattr(top[-1], c) for c in RANKING))
+        return mine >= worst
+
+    def _save_model(self, target: Target, name: str, outcome: TrialOutcome) -> list[ArtifactRecord]:
+        assert outcome.built is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            outcome.built.model.save(path)
+            artifact_id = optuna.artifacts.upload_artifact(
+                artifact_store=self.artifact_store, file_path=str(path), study_or_trial=target
+            )
+            return [ArtifactRecord("model", artifact_id, path.name, path.stat().st_size)]
+
+    def _save_overlays(self, target: Target, outcome: TrialOutcome) -> list[ArtifactRecord]:
+        """A few Grad-CAM overlays per completed trial, for the leaderboard's trial page."""
+        from PIL import Image
+
+        records = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, picture in outcome.overlays:
+                path = Path(tmp) / name
+                Image.fromarray(picture).save(path)
+                artifact_id = optuna.artifacts.upload_artifact(
+                    artifact_store=self.artifact_store, file_path=str(path), study_or_trial=target, mimetype="image/png"
+                )
+                records.append(ArtifactRecord("gradcam", artifact_id, name, path.stat().st_size))
+        return records
+
+
+def describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if type(exc).__name__ == "ResourceExhaustedError":
+        return f"out of memory: {str(exc).splitlines()[0][:300]}"
+    return f"{type(exc).__name__}: {str(exc)[:500]}"
+
+
+def outcome_rows(
+    study_name: str, number: int, outcome: TrialOutcome, dataset_fingerprint: str, engine: str = "optuna"
+) -> tuple[TrialRow, list[EpochRow]]:
+    """The results row and epoch rows of one finished (completed or pruned) trial."""
+    state = "PRUNED" if outcome.fit.pruned else "COMPLETE"
+    row = config_row(study_name, number, outcome.config, state, engine)
+    m = outcome.metrics
+    if m is not None:
+        for name in ("loss", "accuracy", "balanced_accuracy", "covid_sensitivity", "covid_specificity"):
+            setattr(row, name, getattr(m, name))
+        for name in ("covid_ppv", "covid_npv", "covid_auc", "roc_auc"):
+            setattr(row, name, getattr(m, name))
+        row.class_names_json = json.dumps(m.class_names)
+        row.per_class_json = json.dumps(m.per_class)
+        row.confusion_json = json.dumps(m.confusion)
+        row.covid_roc_json = None if m.covid_roc is None else json.dumps(m.covid_roc)
+    if outcome.focus is not None:
+        f = outcome.focus
+        row.lung_focus, row.lung_focus_std, row.lung_focus_ratio = f.energy, f.energy_std, f.ratio
+        row.pointing_game, row.lung_focus_n, row.lung_focus_blank = f.pointing, f.n, f.blank
+        row.lung_mask_source = outcome.focus_source
+    history = outcome.fit.history
+    row.epochs_run = len(history)
+    row.best_epoch = outcome.fit.best_epoch if history else None
+    row.pruned_at_epoch = history[-1].epoch if outcome.fit.pruned and history else None
+    row.wall_time_s = outcome.wall_time_s
+    row.params, row.trainable_params = outcome.params, outcome.trainable_params
+    row.dataset_fingerprint = dataset_fingerprint
+    row.split_fingerprint = outcome.split_fingerprint
+    return row, [EpochRow(**asdict(r)) for r in history]
+
+
+def failure_row(study_name: str, number: int, config: TrialConfig, reason: str, engine: str = "optuna") -> TrialRow:
+    row = config_row(study_name, number, config, "FAIL", engine)
+    row.error = reason
+    return row
