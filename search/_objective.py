@@ -8,6 +8,7 @@ from dataclasses import asdict
 import keras
 import optuna
 
+from search._engines import OPTUNA
 from search._recording import ArtifactStore, TrialRecorder
 from search._trial import TrialData, run_trial
 from search.space import SearchSpace
@@ -15,7 +16,7 @@ from search.store import ResultStore
 
 __all__ = ["ENGINE", "Objective"]
 
-ENGINE = "optuna"
+ENGINE = OPTUNA
 
 
 class Objective:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from tqdm import tqdm
 
 from cxrdata import DatasetError, Manifest, get_scheme, load_images, scan
+from search._engines import ENGINES, KERAS_TUNER, TUNERS
 from search._errors import SearchError
 from search.backbones import check_weights, get_backbone, resolve_weights
 from search.space import SearchSpace, load_space
@@ -93,6 +94,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-models", type=int, default=5, help="save models of trials entering the top N (default: 5)")
     p.add_argument("--recycle-after", type=_positive("--recycle-after"), default=10, help="trials per worker process")
     p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="optuna",
+        help="optuna (default; many workers, pruning) or keras-tuner (one process, KerasTuner's oracles)",
+    )
+    p.add_argument(
+        "--tuner",
+        choices=TUNERS,
+        default="hyperband",
+        help="KerasTuner oracle with --engine keras-tuner (default: hyperband)",
+    )
+    p.add_argument(
         "--timeout",
         type=_positive("--timeout"),
         help="seconds after which no new trial starts (running trials finish); with --trials, whichever comes first",
@@ -119,6 +132,8 @@ class Plan:
     space: SearchSpace
     gpus: tuple[int, ...] | None = None
     timeout_s: int | None = None
+    engine: str = "optuna"
+    tuner: str = "hyperband"
 
 
 def _check_weights_available(space: SearchSpace, weights: str) -> str:
@@ -152,6 +167,12 @@ def prepare(args: argparse.Namespace) -> Plan:
     """Everything before the first trial: check arguments, read the data, create schema and study."""
     from search._study import StudyInfo, create_study, make_storage
 
+    workers = len(args.gpus) if args.gpus else args.workers
+    if args.engine == KERAS_TUNER and workers > 1:
+        raise SearchError(
+            f"`--engine keras-tuner` runs in one process (KerasTuner's oracle is not shared through the study "
+            f"database), but got {workers} workers: use --workers 1, or --engine optuna for many workers."
+        )
     space = _space(args)
     weights = _check_weights_available(space, args.weights)
     store = ResultStore(args.storage)
@@ -183,7 +204,6 @@ def prepare(args: argparse.Namespace) -> Plan:
     create_study(storage, args.study, info)
     _warm_caches(manifest, space, cache_dir, artifacts)
     gpus = tuple(args.gpus) if args.gpus else None
-    workers = len(gpus) if gpus else args.workers
     return Plan(
         args.storage,
         args.study,
@@ -195,6 +215,8 @@ def prepare(args: argparse.Namespace) -> Plan:
         space,
         gpus,
         args.timeout,
+        args.engine,
+        args.tuner,
     )
 
 
@@ -335,6 +357,37 @@ def run_workers(plan: Plan) -> bool:
     return not interrupted
 
 
+def _tuner_child(plan: Plan, deadline: float | None) -> None:
+    from search.kerastuner import run_keras_tuner
+    from search.worker import _interrupt_once, _select_gpu
+
+    _select_gpu(plan.gpus[0] if plan.gpus else None)
+    _interrupt_once()
+    try:
+        run_keras_tuner(
+            plan.storage, plan.study, plan.tuner, plan.trials, data=plan.data, keep_models=plan.keep_models,
+            deadline=deadline,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def run_tuner(plan: Plan) -> bool:
+    """Run the KerasTuner engine in one child process; return False when interrupted or failed."""
+    deadline = None if plan.timeout_s is None else time.time() + plan.timeout_s
+    proc = mp.get_context("spawn").Process(target=_tuner_child, args=(plan, deadline), name="cxr-keras-tuner")
+    proc.start()
+    try:
+        proc.join()
+    except KeyboardInterrupt:
+        print("\nStopping: the running trial is recorded as failed; completed trials are kept.", file=sys.stderr)
+        if proc.pid is not None and proc.is_alive():
+            os.kill(proc.pid, signal.SIGINT)
+        proc.join(timeout=120)
+        return False
+    return proc.exitcode == 0
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -342,6 +395,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def top_table(rows: Sequence[TrialRow]) -> str:
     header = (
         "rank",
+        "engine",
         "trial",
         "backbone",
         "scheme",
@@ -356,6 +410,7 @@ def top_table(rows: Sequence[TrialRow]) -> str:
     lines = [header] + [
         (
             str(i + 1),
+            r.engine,
             str(r.trial_number),
             r.backbone,
             r.scheme,
@@ -385,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     started = time.perf_counter()
-    finished = run_workers(plan)
+    finished = run_workers(plan) if plan.engine == "optuna" else run_tuner(plan)
     store = ResultStore(plan.storage)
     rows = store.ranked(plan.study, limit=5)
     print(

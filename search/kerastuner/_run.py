@@ -1,0 +1,69 @@
+"""Run the KerasTuner engine on a study made by ``search.launch`` (one process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["run_keras_tuner", "tuner_directory"]
+
+
+def tuner_directory(artifacts: str | Path) -> Path:
+    """KerasTuner's own state lives beside the study's artifact folder (``keras-tuner/``)."""
+    return Path(artifacts).parent / "keras-tuner"
+
+
+def run_keras_tuner(
+    storage: str,
+    study_name: str,
+    tuner: str,
+    n_trials: int,
+    *,
+    data: str | None = None,
+    keep_models: int = 5,
+    deadline: float | None = None,
+    quiet: bool = False,
+) -> int:
+    """Run up to ``n_trials`` more KerasTuner trials (resuming its state folder); return how many ran."""
+    import optuna
+
+    from search._recording import TrialRecorder
+    from search._records import study_manifest
+    from search._study import artifact_store, load_study, make_storage
+    from search._trial import TrialData
+    from search.kerastuner._tuner import ENGINE, SpaceHyperModel, SpaceTuner, make_oracle
+    from search.store import ResultStore
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study, info = load_study(make_storage(storage), study_name, 0)
+    store = ResultStore(storage)
+    store.check_schema()
+    manifest = study_manifest(data or info.data_path, info.cache_dir, info.dataset_fingerprint)
+    trial_data = TrialData(
+        manifest,
+        cache_dir=Path(info.cache_dir),
+        split_seed=info.split_seed,
+        lung_model=Path(info.lung_model) if info.lung_model else None,
+    )
+    recorder = TrialRecorder(
+        study_name=study_name,
+        store=store,
+        artifact_store=artifact_store(info.artifacts),
+        dataset_fingerprint=manifest.fingerprint,
+        engine=ENGINE,
+        keep_models=keep_models,
+    )
+    engine = SpaceTuner(
+        deadline=deadline,
+        oracle=make_oracle(tuner, info.space, info.seed, max_trials=n_trials),
+        hypermodel=SpaceHyperModel(info.space, info.weights, info.seed),
+        data=trial_data,
+        recorder=recorder,
+        directory=tuner_directory(info.artifacts),
+        project_name=f"{study_name}-{tuner}",
+        artifacts_target=study,
+        quiet=quiet,
+    )
+    before = len(engine.oracle.trials)
+    engine.oracle.max_trials = before + n_trials  # "n more", also after a resume
+    engine.search(verbose=0)  # our own line per trial (SpaceTuner) instead of KerasTuner's tables
+    return len(engine.oracle.trials) - before
