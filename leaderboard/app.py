@@ -163,18 +163,28 @@ def _charts(url: str, study: str) -> None:
         st.info(f"This chart needs more finished trials ({exc}).")
 
 
+def _trial_label(trial: tuple[str, int]) -> str:
+    engine, number = trial
+    return f"{number}" if engine == "optuna" else f"{number} ({engine})"
+
+
 def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
     st.subheader("Trial")
-    numbers = _all(url, study)["trial_number"].tolist()
-    if not numbers:
+    rows = _all(url, study)
+    # Both engines number their trials from 0: a trial is (engine, number).
+    trials = list(zip(rows["engine"].astype(str), rows["trial_number"].astype(int), strict=True))
+    if not trials:
         return
-    default = int(top.iloc[0]["trial_number"]) if not top.empty else numbers[0]
-    number = st.selectbox("Trial number", numbers, index=numbers.index(default))
-    detail = D.trial_detail(_engine(url), study, int(number), str(top.iloc[0]["engine"]) if not top.empty else "optuna")
+    default = (str(top.iloc[0]["engine"]), int(top.iloc[0]["trial_number"])) if not top.empty else trials[0]
+    engine, number = st.selectbox(
+        "Trial", trials, index=trials.index(default) if default in trials else 0, format_func=_trial_label
+    )
+    detail = D.trial_detail(_engine(url), study, number, engine)
     if detail is None:
-        st.warning(f"Trial {number} has no stored result.")
+        st.warning(f"Trial {_trial_label((engine, number))} has no stored result.")
         return
-    st.markdown(f"**Trial {detail.trial_number}** — {detail.state}" + (f": {detail.error}" if detail.error else ""))
+    heading = f"**Trial {_trial_label((engine, detail.trial_number))}** — {detail.state}"
+    st.markdown(heading + (f": {detail.error}" if detail.error else ""))
     left, right = st.columns(2)
     with left:
         st.json(detail.config, expanded=False)

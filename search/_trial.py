@@ -13,6 +13,7 @@ import keras
 import numpy as np
 
 from cxrdata import ImageArrays, Manifest, Split, get_scheme, load_images, make_split
+from search._accel import apply_precision
 from search._feed import TrialFeed
 from search.backbones import resolve_weights
 from search.features import FeatureCache
@@ -162,6 +163,7 @@ def run_trial(
     """
     started = time.perf_counter()
     keras.backend.clear_session()
+    apply_precision()  # clear_session forgets the worker's choice
     # Keras seeds Python's and NumPy's global generators too; put them back afterwards so the
     # caller's own randomness (Optuna's samplers among it) does not repeat trial after trial.
     global_state = random.getstate(), np.random.get_state()

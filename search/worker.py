@@ -84,6 +84,7 @@ def run_worker(job: WorkerJob) -> int:
         _interrupt_once()
     import optuna  # imported here: launch's parent process never loads TensorFlow
 
+    from search._accel import configure_precision
     from search._objective import Objective
     from search._records import study_manifest
     from search._study import artifact_store, load_study, make_storage
@@ -92,6 +93,7 @@ def run_worker(job: WorkerJob) -> int:
 
     if job.quiet:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+    configure_precision()
     storage = make_storage(job.storage)
     study, info = load_study(storage, job.study, job.worker_index)
     optuna.storages.fail_stale_trials(study)  # a stale trial is only failed when someone checks

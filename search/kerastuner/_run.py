@@ -26,6 +26,7 @@ def run_keras_tuner(
     """Run up to ``n_trials`` more KerasTuner trials (resuming its state folder); return how many ran."""
     import optuna
 
+    from search._accel import configure_precision
     from search._recording import TrialRecorder
     from search._records import study_manifest
     from search._study import artifact_store, load_study, make_storage
@@ -34,6 +35,7 @@ def run_keras_tuner(
     from search.store import ResultStore
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    configure_precision()
     study, info = load_study(make_storage(storage), study_name, 0)
     store = ResultStore(storage)
     store.check_schema()

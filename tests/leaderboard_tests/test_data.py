@@ -103,3 +103,27 @@ def test_the_engine_cannot_write(engine: Engine) -> None:
 def test_a_missing_database_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"The results database must exist, but .*nope.db does not\."):
         D.read_only_engine(f"sqlite:///{tmp_path / 'nope.db'}")
+
+
+def test_both_engines_rank_side_by_side_and_filter_apart(tmp_path: Path) -> None:
+    from leaderboard.synthetic import make_synthetic_study
+    from search.space import TrialConfig
+    from search.store import ResultStore, config_row
+
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    make_synthetic_study(url, "mixed", 20, seed=3)
+    config = TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three")
+    row = config_row("mixed", 0, config, "COMPLETE", engine="keras-tuner")  # the same number as an Optuna trial
+    row.covid_sensitivity, row.lung_focus, row.roc_auc, row.accuracy = 1.0, 0.99, 0.99, 0.97
+    ResultStore(url).record(row)
+    engine = D.read_only_engine(url)
+    frame, _ = D.ranking(engine, "mixed", page_size=100)
+    assert (frame.iloc[0]["engine"], frame.iloc[0]["trial_number"]) == ("keras-tuner", 0)
+    assert set(frame["engine"]) == {"optuna", "keras-tuner"}
+    assert D.filter_choices(engine, "mixed")["engines"] == ["keras-tuner", "optuna"]
+    only, total = D.ranking(engine, "mixed", filters=D.Filters(engines=("optuna",)), page_size=100)
+    assert set(only["engine"]) == {"optuna"} and total == len(frame) - 1
+    kt_detail = D.trial_detail(engine, "mixed", 0, "keras-tuner")
+    optuna_detail = D.trial_detail(engine, "mixed", 0, "optuna")
+    assert kt_detail is not None and optuna_detail is not None
+    assert kt_detail.metrics["covid_sensitivity"] == 1.0 != optuna_detail.metrics.get("covid_sensitivity")
