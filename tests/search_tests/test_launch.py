@@ -192,3 +192,15 @@ def test_a_worker_refuses_data_with_another_fingerprint(
     assert worker_main(["--storage", storage, "--study", "cxr-serch", "--trials", "1"]) == 1
     assert "there is no study 'cxr-serch'. Did you mean 'cxr-search'?" in capsys.readouterr().err
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
+def test_timeout_starts_no_trial_after_the_deadline(tiny: Path, tmp_path: Path, engine: str) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    started = time.monotonic()
+    assert main(["--trials", "500", "--timeout", "25", "--storage", storage, "--data", str(tiny),
+                 "--engine", engine, *BASE]) == 0  # fmt: skip
+    elapsed = time.monotonic() - started
+    rows = ResultStore(storage).trials("cxr-search")
+    assert 1 <= len(rows) < 500
+    assert elapsed < 25 + 60, "only the trial running at the deadline may finish after it"
