@@ -70,7 +70,7 @@ class TrialFeed:
         boundary = find_boundary(self.built.model)
         if boundary is None:
             return None
-        if boundary.floats_per_image() * 4 * int(self.valid.sum()) > limit_bytes():
+        if boundary.floats_per_image() * 4 * len(self.arrays.images) > limit_bytes():
             return None  # too big to keep: train on images as usual
         return boundary
 
