@@ -42,10 +42,15 @@ class TrialData:
     _arrays: dict[tuple[int, float], ImageArrays] = field(default_factory=dict)
     _splits: dict[str, Split] = field(default_factory=dict)
     _lungs: dict[tuple[int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _features: FeatureCache | None = None
 
     @property
     def feature_cache(self) -> FeatureCache | None:
-        return None if self.cache_dir is None else FeatureCache(self.cache_dir / "features")
+        if self.cache_dir is None:
+            return None
+        if self._features is None:
+            self._features = FeatureCache(self.cache_dir / "features")
+        return self._features
 
     def arrays(self, image_size: int, crop: float) -> ImageArrays:
         key = (image_size, crop)

@@ -12,8 +12,9 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -303,6 +304,21 @@ class _Progress:
         self.bar.close()
 
 
+@contextlib.contextmanager
+def _ctrl_c() -> Iterator[threading.Event]:
+    """Ctrl-C sets an event instead of raising: an exception raised inside a database call
+    could be swallowed as a database error (SQLite reports an interrupted query as one)."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers belong to the main thread; KeyboardInterrupt still works
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_workers(plan: Plan) -> bool:
     """Run the plan's trials in local processes; return False when interrupted."""
     import optuna
@@ -315,35 +331,38 @@ def run_workers(plan: Plan) -> bool:
     progress = _Progress(plan, before)
     interrupted = False
     try:
-        while True:
-            for i in range(plan.workers):
-                proc = slots[i]
-                if proc is not None and not proc.is_alive():
-                    proc.join()
-                    slots[i] = None
-                if deadline is not None and time.time() >= deadline:
-                    remaining[i] = 0  # out of time: start nothing new
-                if slots[i] is None and remaining[i] > 0:
-                    # A fresh process every `recycle_after` trials keeps memory flat.
-                    n = min(remaining[i], plan.recycle_after)
-                    remaining[i] -= n
-                    job = WorkerJob(
-                        plan.storage,
-                        plan.study,
-                        n,
-                        data=plan.data,
-                        worker_index=i,
-                        keep_models=plan.keep_models,
-                        deadline=deadline,
-                    )
-                    slots[i] = ctx.Process(target=_child, args=(job,), name=f"cxr-worker-{i}")
-                    slots[i].start()  # type: ignore[union-attr]
-            progress.update()
-            if all(s is None for s in slots) and not any(remaining):
-                break
-            time.sleep(POLL_S)
+        with _ctrl_c() as stop:
+            while not stop.is_set():
+                for i in range(plan.workers):
+                    proc = slots[i]
+                    if proc is not None and not proc.is_alive():
+                        proc.join()
+                        slots[i] = None
+                    if deadline is not None and time.time() >= deadline:
+                        remaining[i] = 0  # out of time: start nothing new
+                    if slots[i] is None and remaining[i] > 0:
+                        # A fresh process every `recycle_after` trials keeps memory flat.
+                        n = min(remaining[i], plan.recycle_after)
+                        remaining[i] -= n
+                        job = WorkerJob(
+                            plan.storage,
+                            plan.study,
+                            n,
+                            data=plan.data,
+                            worker_index=i,
+                            keep_models=plan.keep_models,
+                            deadline=deadline,
+                        )
+                        slots[i] = ctx.Process(target=_child, args=(job,), name=f"cxr-worker-{i}")
+                        slots[i].start()  # type: ignore[union-attr]
+                progress.update()
+                if all(s is None for s in slots) and not any(remaining):
+                    break
+                stop.wait(POLL_S)
+            interrupted = stop.is_set()
     except KeyboardInterrupt:
         interrupted = True
+    if interrupted:
         print("\nStopping: the running trials are recorded as failed; completed trials are kept.", file=sys.stderr)
         for proc in slots:
             if proc is not None and proc.is_alive() and proc.pid is not None:
@@ -351,9 +370,8 @@ def run_workers(plan: Plan) -> bool:
         for proc in slots:
             if proc is not None:
                 proc.join(timeout=120)
-    finally:
-        progress.update()
-        progress.close()
+    progress.update()
+    progress.close()
     return not interrupted
 
 
@@ -377,14 +395,16 @@ def run_tuner(plan: Plan) -> bool:
     deadline = None if plan.timeout_s is None else time.time() + plan.timeout_s
     proc = mp.get_context("spawn").Process(target=_tuner_child, args=(plan, deadline), name="cxr-keras-tuner")
     proc.start()
-    try:
-        proc.join()
-    except KeyboardInterrupt:
+    with _ctrl_c() as stop:
+        while proc.is_alive() and not stop.wait(POLL_S):
+            pass
+    if stop.is_set():
         print("\nStopping: the running trial is recorded as failed; completed trials are kept.", file=sys.stderr)
         if proc.pid is not None and proc.is_alive():
             os.kill(proc.pid, signal.SIGINT)
         proc.join(timeout=120)
         return False
+    proc.join()
     return proc.exitcode == 0
 
 

@@ -89,18 +89,24 @@ class FeatureCache:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # One memory map per key and process: a map per trial would pile up mappings.
+        self._loaded: dict[str, list[np.ndarray]] = {}
 
     def folder(self, key: str) -> Path:
         return self.root / f"features-{key}"
 
     def load_or_compute(self, key: str, boundary: Boundary, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
         """The boundary activations of every image (row i belongs to ``images[i]``), memory-mapped."""
+        if key in self._loaded:
+            return self._loaded[key]
         folder = self.folder(key)
         if not folder.is_dir():
             with self._locked(key):
                 if not folder.is_dir():  # another worker may have finished while we waited
                     self._write(folder, compute_features(boundary, images, batch_size))
-        return [np.load(folder / f"{i}.npy", mmap_mode="r") for i in range(len(boundary.names))]
+        arrays = [np.load(folder / f"{i}.npy", mmap_mode="r") for i in range(len(boundary.names))]
+        self._loaded[key] = arrays
+        return arrays
 
     @contextmanager
     def _locked(self, key: str) -> Iterator[None]:
