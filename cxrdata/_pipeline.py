@@ -72,14 +72,17 @@ def random_affine(images: tf.Tensor, strength: float, seed: tf.Tensor) -> tf.Ten
     )
 
 
+def _rows(array: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``array[positions]``, read in file order: memory maps read fastest that way."""
+    order = np.sort(positions)
+    inverse = np.argsort(np.argsort(positions))
+    return np.asarray(array[order])[inverse]
+
+
 def _gather(arrays: ImageArrays, with_masks: bool) -> Any:
     def take(positions: np.ndarray) -> tuple[np.ndarray, ...]:
-        order = np.sort(positions)  # memory maps read fastest in file order
-        inverse = np.argsort(np.argsort(positions))
-        images = np.asarray(arrays.images[order])[inverse]
-        if not with_masks:
-            return (images,)
-        return images, np.asarray(arrays.masks[order])[inverse]
+        images = _rows(arrays.images, positions)
+        return (images, _rows(arrays.masks, positions)) if with_masks else (images,)
 
     return take
 
@@ -115,9 +118,7 @@ def make_feature_dataset(
     shapes = [tuple(f.shape[1:]) for f in features]
 
     def take(positions: np.ndarray) -> tuple[np.ndarray, ...]:
-        order = np.sort(positions)
-        inverse = np.argsort(np.argsort(positions))
-        return tuple(np.asarray(f[order], dtype=np.float32)[inverse] for f in features)
+        return tuple(_rows(f, positions).astype(np.float32, copy=False) for f in features)
 
     def load(batch_indices: tf.Tensor, batch_labels: tf.Tensor) -> tuple[Any, tf.Tensor]:
         loaded = tf.numpy_function(take, [batch_indices], [tf.float32] * len(features), stateful=False)
