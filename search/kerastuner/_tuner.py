@@ -31,7 +31,6 @@ __all__ = ["ENGINE", "TUNERS", "SpaceHyperModel", "SpaceTuner", "make_oracle"]
 
 ENGINE = KERAS_TUNER
 OBJECTIVE = kt.Objective("val_loss", direction="min")  # the Optuna engine minimises the same value
-_HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
 
 
 class SpaceHyperModel(kt.HyperModel):  # type: ignore[misc]
