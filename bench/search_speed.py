@@ -166,12 +166,9 @@ def _finished_trials(contender: str, out: Path, deadline: float) -> list[dict[st
     if contender == "kerastuner":
         lines = (out / "kerastuner.jsonl").read_text().splitlines() if (out / "kerastuner.jsonl").exists() else []
         rows = [json.loads(line) for line in lines]
-        trials = {}
-        for path in (out / "kt" / "hyperband").glob("trial_*/trial.json"):
-            trial = json.loads(path.read_text())
-            trials[trial["trial_id"]] = trial
         # KerasTuner's scores are not tied to our log lines: its best val_loss is reported apart.
-        losses = [t["score"] for t in trials.values() if t.get("score") is not None]
+        scores = [json.loads(p.read_text()).get("score") for p in (out / "kt" / "hyperband").glob("trial_*/trial.json")]
+        losses = [score for score in scores if score is not None]
         for row in rows:
             row["state"], row["val_loss"] = "COMPLETE", None
         done = [r for r in rows if r["finished"] <= deadline]
