@@ -134,10 +134,16 @@ def _optimize(
     from sqlalchemy.exc import SQLAlchemyError
 
     finished = 0
+    in_flight = False  # a trial of ours was created and has not been told yet
 
     def count(_study: Any, _trial: Any) -> None:
-        nonlocal finished
-        finished += 1
+        nonlocal finished, in_flight
+        finished, in_flight = finished + 1, False
+
+    def tracked(trial: Any) -> Any:
+        nonlocal in_flight
+        in_flight = True
+        return objective(trial)
 
     down_since: float | None = None
     while finished < n_trials:
@@ -146,7 +152,7 @@ def _optimize(
             break
         try:
             study.optimize(
-                objective,
+                tracked,
                 n_trials=n_trials - finished,
                 timeout=timeout,
                 catch=(tf.errors.ResourceExhaustedError,),
@@ -161,7 +167,10 @@ def _optimize(
                 ) from None
             print(f"database unavailable ({type(exc).__name__}); retrying in {wait_s:.0f} s", file=sys.stderr)
             time.sleep(wait_s)
-            finished += 1  # the trial in flight is lost (failed); do not run it twice
+            # A trial in flight is lost (failed): do not run it twice. A retry that failed
+            # before creating a trial cost nothing, so the worker still owes that trial.
+            if in_flight:
+                finished, in_flight = finished + 1, False
         else:
             down_since = None
             if deadline is not None and time.time() >= deadline:
