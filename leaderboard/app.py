@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` 
 
 from leaderboard import charts
 from leaderboard import data as D
-from search.store import RANKING, mask_url
+from search.store import MIN_SPECIFICITY, RANKING, mask_url
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 PAGE_SIZE = 50
@@ -61,8 +62,12 @@ def _choices(url: str, study: str) -> dict[str, list[str]]:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def _page(url: str, study: str, rule: tuple[str, ...], filters: D.Filters, page: int) -> tuple[pd.DataFrame, int]:
-    return D.ranking(_engine(url), study, rule=rule, filters=filters, page=page, page_size=PAGE_SIZE)
+def _page(
+    url: str, study: str, rule: tuple[str, ...], filters: D.Filters, floor: float, page: int
+) -> tuple[pd.DataFrame, int]:
+    return D.ranking(
+        _engine(url), study, rule=rule, filters=filters, page=page, page_size=PAGE_SIZE, min_specificity=floor
+    )
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -79,7 +84,18 @@ def _optuna_study(url: str, study: str) -> optuna.Study:
     return optuna.load_study(study_name=study, storage=storage)
 
 
-def _sidebar(url: str) -> tuple[str, tuple[str, ...], D.Filters, int | None] | None:
+@dataclass(frozen=True)
+class _View:
+    """What the sidebar chose."""
+
+    study: str
+    rule: tuple[str, ...]
+    filters: D.Filters
+    floor: float  # minimum COVID specificity to rank among the others
+    every: int | None  # seconds between refreshes, None: no refresh
+
+
+def _sidebar(url: str) -> _View | None:
     st.sidebar.caption(f"Database: `{mask_url(url)}` (read-only)")
     try:
         names = _studies(url)
@@ -97,6 +113,14 @@ def _sidebar(url: str) -> tuple[str, tuple[str, ...], D.Filters, int | None] | N
     rule = st.sidebar.multiselect(
         "Rank by (in order)", list(D.RANKABLE), default=list(RANKING), format_func=lambda c: D.LABELS.get(c, c)
     )
+    floor = st.sidebar.slider(
+        "Minimum COVID specificity",
+        0.0,
+        1.0,
+        MIN_SPECIFICITY,
+        0.05,
+        help="Trials below it rank after all others: a model that calls every X-ray COVID has sensitivity 1.0.",
+    )
     choices = _choices(url, study)
     filters = D.Filters(
         backbones=tuple(st.sidebar.multiselect("Backbone", choices["backbones"])),
@@ -109,7 +133,7 @@ def _sidebar(url: str) -> tuple[str, tuple[str, ...], D.Filters, int | None] | N
         engines=tuple(st.sidebar.multiselect("Engine", choices["engines"])),
     )
     live = st.sidebar.toggle("Refresh while workers run", value=True)
-    return study, tuple(rule or RANKING), filters, (10 if live else None)
+    return _View(study, tuple(rule or RANKING), filters, floor, 10 if live else None)
 
 
 def _top_line(frame: pd.DataFrame) -> str:
@@ -120,18 +144,19 @@ def _top_line(frame: pd.DataFrame) -> str:
     def fmt(value: Any) -> str:
         return "—" if value is None or value != value else f"{float(value):.3f}"  # NaN != NaN
 
+    warning = " — below the specificity floor, like every trial shown" if top["below_floor"] else ""
     return (
         f"Top-ranked: trial {int(top['trial_number'])} ({top['backbone']}, {top['scheme']}): "
         f"COVID sensitivity {fmt(top['covid_sensitivity'])}, lung focus {fmt(top['lung_focus'])}, "
-        f"validation AUC {fmt(top['roc_auc'])}"
+        f"validation AUC {fmt(top['roc_auc'])}{warning}"
     )
 
 
-def _board(url: str, study: str, rule: tuple[str, ...], filters: D.Filters) -> pd.DataFrame:
+def _board(url: str, view: _View) -> pd.DataFrame:
     pages = st.session_state.get("page", 1)
-    frame, total = _page(url, study, rule, filters, pages - 1)
+    frame, total = _page(url, view.study, view.rule, view.filters, view.floor, pages - 1)
     st.markdown(f"**{_top_line(frame)}**")
-    st.caption(D.rule_text(rule))
+    st.caption(D.rule_text(view.rule, view.floor))
     if not frame.empty and frame["lung_focus"].isna().all():
         st.caption("Lung focus is not measured for these trials yet; it ranks as unknown.")
     st.dataframe(
@@ -140,6 +165,7 @@ def _board(url: str, study: str, rule: tuple[str, ...], filters: D.Filters) -> p
         column_config={
             "learning_rate": st.column_config.NumberColumn(format="%.2e"),
             "wall_time_s": st.column_config.NumberColumn("time (s)", format="%.0f"),
+            "below_floor": st.column_config.CheckboxColumn("below specificity floor"),
             **{
                 c: st.column_config.NumberColumn(format="%.3f")
                 for c in D.RANKABLE
@@ -262,16 +288,15 @@ def main() -> None:
     st.title("cxr-search leaderboard")
     st.caption("Research tool: validation-split results of a model search. Not a medical device; no clinical claim.")
     url = storage_url()
-    chosen = _sidebar(url)
-    if chosen is None:
+    view = _sidebar(url)
+    if view is None:
         return
-    study, rule, filters, every = chosen
 
-    @st.fragment(run_every=every)
+    @st.fragment(run_every=view.every)
     def live() -> None:
-        top = _board(url, study, rule, filters)
-        _charts(url, study)
-        _trial_page(url, study, top)
+        top = _board(url, view)
+        _charts(url, view.study)
+        _trial_page(url, view.study, top)
 
     live()
 

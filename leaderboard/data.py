@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from search.store import RANKING, ArtifactRow, EpochRow, TrialRow
+from search.store import MIN_SPECIFICITY, RANKING, ArtifactRow, EpochRow, TrialRow, below_floor
 
 __all__ = [
     "LABELS",
@@ -131,10 +131,13 @@ def filter_choices(engine: Engine, study: str) -> dict[str, list[str]]:
     return out
 
 
-def rule_text(rule: Sequence[str]) -> str:
+def rule_text(rule: Sequence[str], min_specificity: float = MIN_SPECIFICITY) -> str:
     """The ranking rule in words, e.g. for the caption above the table."""
     parts = [f"{LABELS.get(c, c)} {'↓' if RANKABLE.get(c, True) else '↑'}" for c in rule]
-    return "Ranked by " + ", then ".join(parts) + " (unknown values last; validation split only)."
+    floor = (
+        f"; trials below COVID specificity {min_specificity:.2f} rank after the others" if min_specificity > 0 else ""
+    )
+    return "Ranked by " + ", then ".join(parts) + f" (unknown values last{floor}; validation split only)."
 
 
 def _check_rule(rule: Sequence[str]) -> None:
@@ -151,9 +154,15 @@ def ranking(
     filters: Filters = Filters(),
     page: int = 0,
     page_size: int = 50,
+    min_specificity: float = MIN_SPECIFICITY,
 ) -> tuple[pd.DataFrame, int]:
-    """One page of the ranked table and the number of matching trials."""
+    """One page of the ranked table and the number of matching trials.
+
+    Trials below ``min_specificity`` (a model calling everything COVID has sensitivity 1.0)
+    rank after all others and are marked in the ``below_floor`` column.
+    """
     _check_rule(rule)
+    floor = below_floor(min_specificity)
     conditions = [TrialRow.study_name == study, TrialRow.split == "val"]
     for values, column in (
         (filters.backbones, TrialRow.backbone),
@@ -167,17 +176,18 @@ def ranking(
     for name in rule:
         column = getattr(TrialRow, name)
         order.append(column.desc().nulls_last() if RANKABLE[name] else column.asc().nulls_last())
-    columns = [getattr(TrialRow, c) for c in TABLE_COLUMNS]
+    columns = [*(getattr(TrialRow, c) for c in TABLE_COLUMNS), floor.label("below_floor")]
     with Session(engine) as session:
         total = session.scalar(select(func.count()).select_from(TrialRow).where(*conditions)) or 0
         rows = session.execute(
             select(*columns)
             .where(*conditions)
-            .order_by(*order, TrialRow.trial_number)
+            .order_by(floor, *order, TrialRow.trial_number)
             .offset(page * page_size)
             .limit(page_size)
         ).all()
-    frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    frame = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, "below_floor"])
+    frame["below_floor"] = frame["below_floor"].astype(bool) & frame["covid_sensitivity"].notna()
     frame.insert(0, "rank", range(page * page_size + 1, page * page_size + 1 + len(frame)))
     return frame, int(total)
 

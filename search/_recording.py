@@ -16,7 +16,7 @@ import optuna
 
 from search._trial import TrialOutcome
 from search.space import TrialConfig
-from search.store import RANKING, ArtifactRecord, EpochRow, ResultStore, TrialRow, config_row
+from search.store import RANKING, ArtifactRecord, EpochRow, ResultStore, TrialRow, config_row, meets_floor
 
 __all__ = ["TrialRecorder", "describe_failure", "failure_row", "outcome_rows"]
 
@@ -24,8 +24,9 @@ ArtifactStore = optuna.artifacts.FileSystemArtifactStore | optuna.artifacts.Boto
 Target = optuna.Trial | optuna.Study  # what an artifact is attached to in Optuna's store
 
 
-def _rank_key(values: tuple[float | None, ...]) -> tuple[float, ...]:
-    return tuple(-math.inf if v is None else v for v in values)
+def _rank_key(specificity: float | None, values: tuple[float | None, ...]) -> tuple[float, ...]:
+    """The store's ranking order as a Python key: the specificity floor first, then the rule."""
+    return (float(meets_floor(specificity)), *(-math.inf if v is None else v for v in values))
 
 
 class TrialRecorder:
@@ -68,8 +69,12 @@ class TrialRecorder:
         if len(top) < self.keep_models:
             return True
         focus = None if outcome.focus is None else outcome.focus.energy
-        mine = _rank_key(tuple(focus if c == "lung_focus" else getattr(outcome.metrics, c, None) for c in RANKING))
-        worst = _rank_key(tuple(getattr(top[-1], c) for c in RANKING))
+        metrics = outcome.metrics
+        mine = _rank_key(
+            metrics.covid_specificity,
+            tuple(focus if c == "lung_focus" else getattr(metrics, c, None) for c in RANKING),
+        )
+        worst = _rank_key(top[-1].covid_specificity, tuple(getattr(top[-1], c) for c in RANKING))
         return mine >= worst
 
     def _save_model(self, target: Target, name: str, outcome: TrialOutcome) -> list[ArtifactRecord]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import optuna
 from cxrdata import Manifest, scan
 from search._errors import SearchError
 from search._study import StudyInfo, artifact_store, check_study_exists, make_storage
-from search.store import ResultStore, TrialRow
+from search.store import MIN_SPECIFICITY, ResultStore, TrialRow, meets_floor
 
 __all__ = ["download_model", "find_trial", "study_info", "study_manifest"]
 
@@ -26,6 +27,13 @@ def find_trial(store: ResultStore, study: str, trial: int | None, engine: str = 
         top = store.ranked(study, limit=1)
         if not top:
             raise SearchError(f"The study must have a completed trial to export, but {study!r} has none yet.")
+        if not meets_floor(top[0].covid_specificity):
+            print(
+                f"warning: no completed trial of {study!r} reaches COVID specificity {MIN_SPECIFICITY:.2f}; "
+                f"the top-ranked trial {top[0].trial_number} has {top[0].covid_specificity} "
+                "(it may call most X-rays COVID).",
+                file=sys.stderr,
+            )
         return top[0]
     rows = {r.trial_number: r for r in store.trials(study, engine=engine)}
     if trial not in rows:

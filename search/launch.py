@@ -26,7 +26,7 @@ from search._engines import ENGINES, KERAS_TUNER, TUNERS
 from search._errors import SearchError
 from search.backbones import check_weights, get_backbone, resolve_weights
 from search.space import SearchSpace, load_space
-from search.store import ResultStore, TrialRow, mask_url
+from search.store import MIN_SPECIFICITY, ResultStore, TrialRow, mask_url
 from search.worker import WorkerJob, run_worker
 
 __all__ = ["main", "parse_args", "prepare"]
@@ -464,7 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = ResultStore(plan.storage)
     rows = store.ranked(plan.study, limit=5)
     print(
-        f"\nWall time {time.perf_counter() - started:.0f}s. Top trials (validation split, ranked by COVID sensitivity):"
+        f"\nWall time {time.perf_counter() - started:.0f}s. Top trials (validation split, ranked by COVID "
+        f"sensitivity; those below COVID specificity {MIN_SPECIFICITY:.2f} after the others):"
     )
     print(top_table(rows) if rows else "  no completed trial yet")
     return 0 if finished else 130

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Engine, create_engine, delete, event, inspect, select
+from sqlalchemy import ColumnElement, Engine, case, create_engine, delete, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload
@@ -15,11 +15,42 @@ from search._errors import SearchError
 from search.space import TrialConfig
 from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, SchemaRow, TrialRow
 
-__all__ = ["RANKING", "ArtifactRecord", "ResultStore", "config_row", "mask_url"]
+__all__ = [
+    "MIN_SPECIFICITY",
+    "RANKING",
+    "ArtifactRecord",
+    "ResultStore",
+    "below_floor",
+    "check_min_specificity",
+    "config_row",
+    "mask_url",
+    "meets_floor",
+]
 
 # The leaderboard's default rule: COVID sensitivity, then lung focus, then validation AUC,
 # all descending, unknown values last.
 RANKING: tuple[str, ...] = ("covid_sensitivity", "lung_focus", "roc_auc")
+# Sensitivity alone rewards a model that calls every X-ray COVID (sensitivity 1.0, specificity
+# 0.0): searches do produce such models. Trials below this COVID specificity rank after every
+# trial that reaches it; they are kept and shown, never hidden. Real models sit far above it.
+MIN_SPECIFICITY = 0.5
+
+
+def check_min_specificity(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"The minimum COVID specificity must lie in [0, 1], but got {value}.")
+    return value
+
+
+def meets_floor(specificity: float | None, min_specificity: float = MIN_SPECIFICITY) -> bool:
+    """Whether a trial ranks among the trials that reach the specificity floor (unknown: no)."""
+    return specificity is not None and specificity >= min_specificity
+
+
+def below_floor(min_specificity: float = MIN_SPECIFICITY) -> ColumnElement[int]:
+    """1 for rows below the specificity floor (or without a specificity), else 0: the first
+    sort key of every ranking, so that :func:`meets_floor` and SQL agree."""
+    return case((TrialRow.covid_specificity >= check_min_specificity(min_specificity), 0), else_=1)
 
 
 @dataclass(frozen=True)
@@ -152,13 +183,21 @@ class ResultStore:
         with Session(self.engine, expire_on_commit=False) as session:
             return list(session.scalars(query))
 
-    def ranked(self, study_name: str, limit: int | None = None, rule: Sequence[str] = RANKING) -> list[TrialRow]:
-        """Completed validation rows, best first under ``rule`` (descending, nulls last)."""
+    def ranked(
+        self,
+        study_name: str,
+        limit: int | None = None,
+        rule: Sequence[str] = RANKING,
+        *,
+        min_specificity: float = MIN_SPECIFICITY,
+    ) -> list[TrialRow]:
+        """Completed validation rows, best first: those reaching ``min_specificity`` first, each
+        group ordered by ``rule`` (descending, nulls last)."""
         columns = [getattr(TrialRow, name) for name in rule]
         query = (
             select(TrialRow)
             .where(TrialRow.study_name == study_name, TrialRow.split == "val", TrialRow.state == "COMPLETE")
-            .order_by(*[c.desc().nulls_last() for c in columns], TrialRow.trial_number)
+            .order_by(below_floor(min_specificity), *[c.desc().nulls_last() for c in columns], TrialRow.trial_number)
             .options(selectinload(TrialRow.artifacts))
             .limit(limit)
         )

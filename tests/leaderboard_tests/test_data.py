@@ -76,8 +76,44 @@ def test_bad_rules_are_refused(engine: Engine, rule: tuple[str, ...]) -> None:
 
 def test_rule_text() -> None:
     assert D.rule_text(("covid_sensitivity", "loss")) == (
-        "Ranked by COVID sensitivity ↓, then validation loss ↑ (unknown values last; validation split only)."
+        "Ranked by COVID sensitivity ↓, then validation loss ↑ (unknown values last; trials below COVID "
+        "specificity 0.50 rank after the others; validation split only)."
     )
+    assert D.rule_text(("loss",), 0.0) == "Ranked by validation loss ↑ (unknown values last; validation split only)."
+
+
+def _with_degenerate_trial(tmp_path: Path) -> str:
+    """A synthetic study plus one trial that calls every X-ray COVID (sensitivity 1, specificity 0)."""
+    from leaderboard.synthetic import make_synthetic_study
+    from search.space import TrialConfig
+    from search.store import ResultStore, config_row
+
+    url = f"sqlite:///{tmp_path / 'degenerate.db'}"
+    make_synthetic_study(url, "d", 20, seed=6)
+    row = config_row("d", 100, TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three"), "COMPLETE")
+    row.covid_sensitivity, row.covid_specificity, row.accuracy, row.lung_focus = 1.0, 0.0, 0.333, 0.9
+    ResultStore(url).record(row)
+    return url
+
+
+def test_a_model_that_calls_everything_covid_ranks_after_real_models(tmp_path: Path) -> None:
+    engine = D.read_only_engine(_with_degenerate_trial(tmp_path))
+    frame, _ = D.ranking(engine, "d", page_size=100)
+    assert frame.iloc[-1]["trial_number"] == 100 and frame.iloc[-1]["below_floor"]
+    assert not frame.iloc[:-1]["below_floor"].any()
+    keys = list(zip(frame["covid_sensitivity"][:-1], frame["lung_focus"][:-1], strict=True))
+    assert keys == sorted(keys, reverse=True), "the rule still orders the trials above the floor"
+    unguarded, _ = D.ranking(engine, "d", page_size=100, min_specificity=0.0)
+    assert unguarded.iloc[0]["trial_number"] == 100 and not unguarded["below_floor"].any()
+    strict, _ = D.ranking(engine, "d", page_size=100, min_specificity=1.0)
+    assert strict["below_floor"].all(), "no synthetic trial reaches specificity 1.0"
+    assert strict["trial_number"].tolist() == unguarded["trial_number"].tolist(), "all below: the rule alone"
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1.5])
+def test_a_bad_specificity_floor_is_refused(engine: Engine, floor: float) -> None:
+    with pytest.raises(ValueError, match=rf"minimum COVID specificity must lie in \[0, 1\], but got {floor}\."):
+        D.ranking(engine, "demo", min_specificity=floor)
 
 
 def test_pareto_front_by_hand() -> None:
@@ -115,6 +151,7 @@ def test_both_engines_rank_side_by_side_and_filter_apart(tmp_path: Path) -> None
     config = TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three")
     row = config_row("mixed", 0, config, "COMPLETE", engine="keras-tuner")  # the same number as an Optuna trial
     row.covid_sensitivity, row.lung_focus, row.roc_auc, row.accuracy = 1.0, 0.99, 0.99, 0.97
+    row.covid_specificity = 0.95
     ResultStore(url).record(row)
     engine = D.read_only_engine(url)
     frame, _ = D.ranking(engine, "mixed", page_size=100)
