@@ -91,3 +91,13 @@ def test_the_export_button_packages_the_top_trial(monkeypatch: pytest.MonkeyPatc
 
     names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
     assert {"model.keras", "model.tflite", "model_card.json", "MODEL_CARD.md"} <= set(names)
+
+
+def test_the_specificity_floor_is_a_sidebar_setting(monkeypatch: pytest.MonkeyPatch, study_db: str) -> None:
+    at = _app(monkeypatch, study_db)
+    assert any("below COVID specificity 0.50 rank after the others" in c.value for c in at.caption)
+    next(s for s in at.slider if s.label == "Minimum COVID specificity").set_value(0.95).run()
+    assert not at.exception
+    assert any("below COVID specificity 0.95 rank after the others" in c.value for c in at.caption)
+    next(s for s in at.slider if s.label == "Minimum COVID specificity").set_value(0.0).run()
+    assert not any("specificity" in c.value for c in at.caption if c.value.startswith("Ranked by"))
