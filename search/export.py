@@ -23,8 +23,9 @@ import numpy as np
 
 from cxrdata import DatasetError
 from search._errors import SearchError
+from search.store import MIN_SPECIFICITY, TrialRow, meets_floor
 
-__all__ = ["FORMATS", "KERAS_TOLERANCE", "TFLITE_TOLERANCE", "ExportResult", "export", "main"]
+__all__ = ["FORMATS", "KERAS_TOLERANCE", "TFLITE_TOLERANCE", "ExportResult", "export", "main", "result_caveats"]
 
 FORMATS = ("keras", "savedmodel", "tflite")
 KERAS_TOLERANCE = 1e-5  # the same graph and weights reloaded: only float noise
@@ -193,7 +194,7 @@ Files: {", ".join(card["files"].values())}. Reloaded and checked against the tra
 """
 
 
-def _caveats(split: Any, manifest: Any, lung_focus: float | None) -> list[str]:
+def _caveats(split: Any, manifest: Any, row: TrialRow) -> list[str]:
     from cxrdata import leak_report
 
     report = leak_report(manifest, split)
@@ -203,8 +204,24 @@ def _caveats(split: Any, manifest: Any, lung_focus: float | None) -> list[str]:
     ]
     if report.cross_split_duplicates or report.cross_split_patients:
         out.append("Duplicates or patients cross the splits: test figures may be optimistic.")
+    return out + result_caveats(row.covid_specificity, row.lung_focus, row.lung_focus_ratio)
+
+
+def result_caveats(specificity: float | None, lung_focus: float | None, focus_ratio: float | None) -> list[str]:
+    """What the trial's own validation figures say about a possible shortcut or a degenerate model."""
+    out = []
+    if not meets_floor(specificity):
+        out.append(
+            f"Validation COVID specificity is {'unknown' if specificity is None else f'{specificity:.2f}'}, "
+            f"below {MIN_SPECIFICITY:.2f}: the model calls many other X-rays COVID, so its sensitivity means little."
+        )
     if lung_focus is None:
         out.append("Lung focus was not measured: it is unknown whether the model looks at the lungs.")
+    elif focus_ratio is not None and focus_ratio < 1.0:
+        out.append(
+            f"Grad-CAM evidence is no more concentrated in the lungs than a uniform map would be (lung focus / "
+            f"lung area {focus_ratio:.2f} < 1): the model may rely on what lies outside the lungs."
+        )
     return out
 
 
@@ -274,7 +291,7 @@ def export(
         "versions": _versions(),
         "intended_use": INTENDED_USE,
         "warning": WARNING,
-        "caveats": _caveats(done.split, manifest, row.lung_focus),
+        "caveats": _caveats(done.split, manifest, row),
         "files": files,
         "parity": parity,
     }

@@ -14,10 +14,10 @@ from cxrdata import decode_image, prepare_image, scan
 from search import SearchError
 from search._records import download_model, find_trial, study_info
 from search.evaluate import main as evaluate_main
-from search.export import KERAS_TOLERANCE, TFLITE_TOLERANCE, _tflite_predict, export
+from search.export import KERAS_TOLERANCE, TFLITE_TOLERANCE, _tflite_predict, export, result_caveats
 from search.predict import Predictor
 from search.predict import main as predict_main
-from search.store import ResultStore, TrialRow
+from search.store import ResultStore, TrialRow, meets_floor
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,8 @@ def test_export_writes_every_format_and_a_card(exported: Path, study: str) -> No
     assert card["lung_focus"] == top.lung_focus
     unmeasured = any("Lung focus was not measured" in c for c in card["caveats"])
     assert unmeasured == (top.lung_focus is None), "the caveat appears exactly when focus is unknown"
+    degenerate = any("so its sensitivity means little" in c for c in card["caveats"])
+    assert degenerate == (not meets_floor(top.covid_specificity)), "flagged exactly below the specificity floor"
     assert len(card["dataset"]["fingerprint"]) == 16
     assert {"tensorflow-cpu", "keras", "numpy"} <= set(card["versions"]) or {"tensorflow", "keras"} <= set(
         card["versions"]
@@ -205,3 +207,23 @@ def test_evaluate_cli_prints_the_test_figures(study: str, capsys: pytest.Capture
     assert evaluate_main(["--study", "cxr-search", "--storage", study]) == 0
     out = capsys.readouterr().out
     assert "on the test split (" in out and "covid_sensitivity" in out
+
+
+@pytest.mark.parametrize(
+    ("specificity", "focus", "ratio", "expected"),
+    [
+        (0.9, 0.4, 1.2, []),
+        (0.0, 0.4, 1.2, ["Validation COVID specificity is 0.00, below 0.50"]),
+        (None, 0.4, 1.2, ["Validation COVID specificity is unknown, below 0.50"]),
+        (0.9, None, None, ["Lung focus was not measured"]),
+        (0.9, 0.2, 0.8, ["lung area 0.80 < 1): the model may rely on what lies outside the lungs"]),
+        (0.1, 0.2, 0.8, ["specificity is 0.10", "lung area 0.80 < 1"]),
+        (0.9, 0.4, None, []),  # a focus without its lung-area ratio: nothing to compare with
+    ],
+)
+def test_result_caveats(
+    specificity: float | None, focus: float | None, ratio: float | None, expected: list[str]
+) -> None:
+    caveats = result_caveats(specificity, focus, ratio)
+    assert len(caveats) == len(expected)
+    assert all(part in caveat for part, caveat in zip(expected, caveats, strict=True))
