@@ -60,6 +60,9 @@ def test_the_python_rank_key_agrees_with_the_sql_order(
     first_wins: bool,
 ) -> None:
     assert (_rank_key(specificity, values) > _rank_key(other_specificity, other_values)) is first_wins
+
+
+def test_unknown_values_make_the_lowest_rank_key() -> None:
     assert _rank_key(None, (None,)) == (0.0, -math.inf)
 
 
