@@ -14,7 +14,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pandas as pd
@@ -136,26 +135,10 @@ def _sidebar(url: str) -> _View | None:
     return _View(study, tuple(rule or RANKING), filters, floor, 10 if live else None)
 
 
-def _top_line(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "No trial matches the filters."
-    top = frame.iloc[0]
-
-    def fmt(value: Any) -> str:
-        return "—" if value is None or value != value else f"{float(value):.3f}"  # NaN != NaN
-
-    warning = " — below the specificity floor, like every trial shown" if top["below_floor"] else ""
-    return (
-        f"Top-ranked: trial {int(top['trial_number'])} ({top['backbone']}, {top['scheme']}): "
-        f"COVID sensitivity {fmt(top['covid_sensitivity'])}, lung focus {fmt(top['lung_focus'])}, "
-        f"validation AUC {fmt(top['roc_auc'])}{warning}"
-    )
-
-
 def _board(url: str, view: _View) -> pd.DataFrame:
     pages = st.session_state.get("page", 1)
     frame, total = _page(url, view.study, view.rule, view.filters, view.floor, pages - 1)
-    st.markdown(f"**{_top_line(frame)}**")
+    st.markdown(f"**{D.top_line(frame)}**")
     st.caption(D.rule_text(view.rule, view.floor))
     if not frame.empty and frame["lung_focus"].isna().all():
         st.caption("Lung focus is not measured for these trials yet; it ranks as unknown.")

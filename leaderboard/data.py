@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from search.store import MIN_SPECIFICITY, RANKING, ArtifactRow, EpochRow, TrialRow, below_floor
+from search.store import MIN_SPECIFICITY, RANKING, ArtifactRow, EpochRow, TrialRow, below_floor, focus_like_flat_map
 
 __all__ = [
     "LABELS",
@@ -33,6 +33,7 @@ __all__ = [
     "rule_text",
     "studies",
     "study_artifact_dir",
+    "top_line",
     "trial_detail",
 ]
 
@@ -138,6 +139,31 @@ def rule_text(rule: Sequence[str], min_specificity: float = MIN_SPECIFICITY) -> 
         f"; trials below COVID specificity {min_specificity:.2f} rank after the others" if min_specificity > 0 else ""
     )
     return "Ranked by " + ", then ".join(parts) + f" (unknown values last{floor}; validation split only)."
+
+
+def top_line(frame: pd.DataFrame) -> str:
+    """The first row of a ranked page in one sentence, with what could make it a trap."""
+    if frame.empty:
+        return "No trial matches the filters."
+    top = frame.iloc[0]
+    text = (
+        f"Top-ranked: trial {int(top['trial_number'])} ({top['backbone']}, {top['scheme']}): "
+        f"COVID sensitivity {_fmt(top['covid_sensitivity'])}, lung focus {_fmt(top['lung_focus'])}, "
+        f"validation AUC {_fmt(top['roc_auc'])}"
+    )
+    if top["below_floor"]:
+        text += " — below the specificity floor, like every trial shown"
+    ratio = None if pd.isna(top["lung_focus_ratio"]) else float(top["lung_focus_ratio"])
+    if focus_like_flat_map(ratio):
+        text += (
+            f" — its Grad-CAM evidence is no more in the lungs than a uniform map's "
+            f"(lung focus / lung area {ratio:.2f}): check it for shortcuts"
+        )
+    return text
+
+
+def _fmt(value: Any) -> str:
+    return "—" if value is None or pd.isna(value) else f"{float(value):.3f}"
 
 
 def _check_rule(rule: Sequence[str]) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from cxrdata import DatasetError
 from search._errors import SearchError
-from search.store import MIN_SPECIFICITY, TrialRow, meets_floor
+from search.store import MIN_SPECIFICITY, TrialRow, focus_like_flat_map, meets_floor
 
 __all__ = ["FORMATS", "KERAS_TOLERANCE", "TFLITE_TOLERANCE", "ExportResult", "export", "main", "result_caveats"]
 
@@ -217,7 +217,7 @@ def result_caveats(specificity: float | None, lung_focus: float | None, focus_ra
         )
     if lung_focus is None:
         out.append("Lung focus was not measured: it is unknown whether the model looks at the lungs.")
-    elif focus_ratio is not None and focus_ratio < 1.0:
+    elif focus_like_flat_map(focus_ratio):
         out.append(
             f"Grad-CAM evidence is no more concentrated in the lungs than a uniform map would be (lung focus / "
             f"lung area {focus_ratio:.2f} < 1): the model may rely on what lies outside the lungs."

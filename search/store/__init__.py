@@ -9,6 +9,7 @@ from search.store._store import (
     below_floor,
     check_min_specificity,
     config_row,
+    focus_like_flat_map,
     mask_url,
     meets_floor,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "below_floor",
     "check_min_specificity",
     "config_row",
+    "focus_like_flat_map",
     "mask_url",
     "meets_floor",
 ]

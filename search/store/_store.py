@@ -47,6 +47,16 @@ def meets_floor(specificity: float | None, min_specificity: float = MIN_SPECIFIC
     return specificity is not None and specificity >= min_specificity
 
 
+def focus_like_flat_map(focus_ratio: float | None) -> bool:
+    """Whether Grad-CAM evidence is no more in the lungs than a uniform map's would be.
+
+    ``focus_ratio`` is lung focus divided by the lungs' share of the image: 1 is what a map
+    that ignores anatomy scores, so a model at or below it may rely on what lies outside the
+    lungs (markers, text, devices). Unknown: no (it is reported as unmeasured instead).
+    """
+    return focus_ratio is not None and focus_ratio < 1.0
+
+
 def below_floor(min_specificity: float = MIN_SPECIFICITY) -> ColumnElement[int]:
     """1 for rows below the specificity floor (or without a specificity), else 0: the first
     sort key of every ranking, so that :func:`meets_floor` and SQL agree."""

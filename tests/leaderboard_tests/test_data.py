@@ -82,6 +82,38 @@ def test_rule_text() -> None:
     assert D.rule_text(("loss",), 0.0) == "Ranked by validation loss ↑ (unknown values last; validation split only)."
 
 
+def _top(**changes: object) -> pd.DataFrame:
+    row = {"trial_number": 7, "backbone": "DenseNet121", "scheme": "three", "covid_sensitivity": 0.95,
+           "lung_focus": 0.41, "roc_auc": 0.98, "below_floor": False, "lung_focus_ratio": 1.3}  # fmt: skip
+    return pd.DataFrame([{**row, **changes}])
+
+
+@pytest.mark.parametrize(
+    ("changes", "says", "does_not_say"),
+    [
+        ({}, "COVID sensitivity 0.950, lung focus 0.410, validation AUC 0.980", " — "),
+        ({"below_floor": True}, "— below the specificity floor", "uniform map"),
+        (
+            {"lung_focus_ratio": 0.86},
+            "no more in the lungs than a uniform map's (lung focus / lung area 0.86)",
+            "floor",
+        ),
+        ({"lung_focus_ratio": 1.0}, "validation AUC 0.980", "uniform map"),  # a flat map's ratio: not below it
+        ({"lung_focus": None, "lung_focus_ratio": None}, "lung focus —,", "uniform map"),
+    ],
+)
+def test_the_top_line_names_what_could_make_the_winner_a_trap(
+    changes: dict[str, object], says: str, does_not_say: str
+) -> None:
+    line = D.top_line(_top(**changes))
+    assert line.startswith("Top-ranked: trial 7 (DenseNet121, three): ")
+    assert says in line and does_not_say not in line
+
+
+def test_the_top_line_of_an_empty_page() -> None:
+    assert D.top_line(_top().iloc[:0]) == "No trial matches the filters."
+
+
 def _with_degenerate_trial(tmp_path: Path) -> str:
     """A synthetic study plus one trial that calls every X-ray COVID (sensitivity 1, specificity 0)."""
     from leaderboard.synthetic import make_synthetic_study
