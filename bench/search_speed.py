@@ -1,10 +1,12 @@
 """Trials per hour at a fixed wall-clock budget: this project against the usual ways.
 
     python -m bench.search_speed [--budget 900] [--contenders project,plain,kerastuner] [--out DIR]
+        [--space bench/space.toml]
 
 Each contender runs in its own process on the same data (the shared sample), the same split,
-the same search space (bench/space.toml) and the same network (search.model.build_model), and
-is stopped when the budget is spent; only trials finished within the budget count.
+the same search space (bench/space.toml unless ``--space`` names another) and the same network
+(search.model.build_model), and is stopped when the budget is spent; only trials finished
+within the budget count.
 
 - ``project``: ``python -m search.launch`` (decode-once cache, feature cache, pruning, early
   stopping, one worker).
@@ -81,36 +83,44 @@ def _val_scores(model: Any, val: Any, labels: Any) -> dict[str, float]:
     }
 
 
-def run_plain(out: Path, data: Path, weights: str) -> None:
+def plain_trial(config: Any, train: Any, val: Any, labels: Any, num_classes: int) -> dict[str, float]:
+    """One trial of the usual loop: rebuild, fit for ``max_epochs`` on decoded images, score."""
     import keras
-    import optuna
 
     from search.model import build_model
+
+    keras.backend.clear_session()
+    model = build_model(config, num_classes).model
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = model.fit(train, validation_data=val, epochs=config.max_epochs, verbose=0)
+    scores = _val_scores(model, val, labels)
+    return {**scores, "epochs": len(history.history["val_loss"]), "val_loss": float(min(history.history["val_loss"]))}
+
+
+def run_plain(out: Path, data: Path, weights: str, space_file: Path) -> None:
+    import optuna
+
     from search.space import load_space
 
-    space = load_space(SPACE)
+    space = load_space(space_file)
     train, val, labels, classes = _usual_data(data, space.training.image_size, space.training.batch_size)
     study = optuna.create_study(study_name="plain", storage=f"sqlite:///{out / 'plain.db'}", direction="minimize")
 
     def objective(trial: optuna.Trial) -> float:
         config = space.suggest(trial, weights=weights, seed=0)
-        keras.backend.clear_session()
-        model = build_model(config, len(classes)).model
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        history = model.fit(train, validation_data=val, epochs=config.max_epochs, verbose=0)
-        for name, value in _val_scores(model, val, labels).items():
-            trial.set_user_attr(name, value)
-        trial.set_user_attr("epochs", len(history.history["val_loss"]))
-        return float(min(history.history["val_loss"]))
+        scores = plain_trial(config, train, val, labels, len(classes))
+        for name in ("covid_sensitivity", "accuracy", "epochs"):
+            trial.set_user_attr(name, scores[name])
+        return scores["val_loss"]
 
     study.optimize(objective)
 
 
-def run_kerastuner(out: Path, data: Path, weights: str) -> None:
+def run_kerastuner(out: Path, data: Path, weights: str, space_file: Path) -> None:
     import keras
     import keras_tuner as kt
 
@@ -118,7 +128,7 @@ def run_kerastuner(out: Path, data: Path, weights: str) -> None:
     from search.model import build_model
     from search.space import load_space
 
-    space = load_space(SPACE)
+    space = load_space(space_file)
     train, val, labels, classes = _usual_data(data, space.training.image_size, space.training.batch_size)
     log = out / "kerastuner.jsonl"
 
@@ -148,17 +158,18 @@ def run_kerastuner(out: Path, data: Path, weights: str) -> None:
 # --- the orchestration -------------------------------------------------------------------------
 
 
-def _command(contender: str, out: Path, data: Path, weights: str, budget: int) -> list[str]:
+def _command(contender: str, out: Path, data: Path, weights: str, budget: int, space: Path) -> list[str]:
     if contender == "project-kerastuner":
-        return [*_command("project", out, data, weights, budget), "--engine", "keras-tuner", "--tuner", "hyperband"]
+        project = _command("project", out, data, weights, budget, space)
+        return [*project, "--engine", "keras-tuner", "--tuner", "hyperband"]
     if contender == "project":
         return [
             sys.executable, "-m", "search.launch", "--trials", "100000", "--timeout", str(budget),
-            "--config", str(SPACE), "--data", str(data), "--weights", weights,
+            "--config", str(space), "--data", str(data), "--weights", weights,
             "--storage", f"sqlite:///{out / 'project.db'}", "--keep-models", "0",
         ]  # fmt: skip
     return [sys.executable, "-m", "bench.search_speed", "--run", contender, "--out", str(out), "--weights", weights,
-            "--data", str(data)]  # fmt: skip
+            "--data", str(data), "--space", str(space)]  # fmt: skip
 
 
 def _finished_trials(contender: str, out: Path, deadline: float) -> list[dict[str, Any]]:
@@ -229,11 +240,10 @@ def _summary(contender: str, rows: list[dict[str, Any]], budget: int) -> dict[st
     losses = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
     losses += [r["best_val_loss_overall"] for r in rows if "best_val_loss_overall" in r]
     frozen = [r for r in rows if r.get("freeze_depth") == 1.0]
-    seconds = {
-        depth: [r["seconds"] for r in rows if r.get("freeze_depth") == depth and r.get("seconds") is not None]
-        for depth in (1.0, 0.5)
-    }
-    mean = {d: (sum(v) / len(v) if v else None) for d, v in seconds.items()}
+    timed = [r for r in rows if r.get("freeze_depth") is not None and r.get("seconds") is not None]
+    seconds = {whole: [r["seconds"] for r in timed if (r["freeze_depth"] == 1.0) == whole] for whole in (True, False)}
+    mean = {whole: (sum(v) / len(v) if v else None) for whole, v in seconds.items()}
+    frozen_s, partial_s = mean[True], mean[False]
     return {
         "contender": contender,
         "trials": len(rows),
@@ -246,10 +256,10 @@ def _summary(contender: str, rows: list[dict[str, Any]], budget: int) -> dict[st
         "its_sound_acc": None if best_sound is None else best_sound["accuracy"],
         "best_acc": max((r["accuracy"] for r in complete), default=None),
         "best_val_loss": min(losses, default=None),
-        "mean_s_frozen": mean[1.0],
-        "mean_s_partial": mean[0.5],
+        "mean_s_frozen": frozen_s,
+        "mean_s_partial": partial_s,
         # Trials per hour of an exact half-and-half mix, from the mean trial times (no start-up costs).
-        "half_mix_per_hour": 7200 / (mean[1.0] + mean[0.5]) if mean[1.0] and mean[0.5] else None,
+        "half_mix_per_hour": 7200 / (frozen_s + partial_s) if frozen_s and partial_s else None,
     }
 
 
@@ -281,7 +291,7 @@ def _cells(s: dict[str, Any]) -> list[str]:
 def _table(summaries: list[dict[str, Any]], budget: int) -> str:
     header = ["contender", "trials", "complete", "trials/hour", "frozen share", "best COVID sens", "its accuracy",
               f"best COVID sens, acc >= {MIN_ACCURACY}", "its accuracy",
-              "best accuracy", "best val_loss", "mean s (frozen)", "mean s (half frozen)",
+              "best accuracy", "best val_loss", "mean s (frozen)", "mean s (partly frozen)",
               "trials/hour at 50/50"]  # fmt: skip
     lines = [header] + [_cells(s) for s in summaries]
     widths = [max(len(line[c]) for line in lines) for c in range(len(header))]
@@ -290,13 +300,13 @@ def _table(summaries: list[dict[str, Any]], budget: int) -> str:
     return "\n".join(text)
 
 
-def _race(contender: str, out: Path, data: Path, weights: str, budget: int) -> dict[str, Any]:
+def _race(contender: str, out: Path, data: Path, weights: str, budget: int, space: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = (out / f"{contender}.log").open("w")
     started = time.time()
     proc = subprocess.Popen(
-        _command(contender, out, data, weights, budget), cwd=out, env=env, stdout=log, stderr=log,
+        _command(contender, out, data, weights, budget, space), cwd=out, env=env, stdout=log, stderr=log,
         start_new_session=True,
     )  # fmt: skip
     try:
@@ -322,19 +332,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=SHARED / "cxr" / "radiography")
     parser.add_argument("--weights", default=str(SHARED / "weights"))
     parser.add_argument("--out", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument("--space", type=Path, default=SPACE, help="search space file (default: %(default)s)")
     parser.add_argument("--run", choices=("plain", "kerastuner"), help=argparse.SUPPRESS)  # a contender's process
     parser.add_argument("--summarize", action="store_true", help="only read the results already in --out")
     args = parser.parse_args(argv)
     if args.run == "plain":
-        return run_plain(args.out, args.data, args.weights)
+        return run_plain(args.out, args.data, args.weights, args.space)
     if args.run == "kerastuner":
-        return run_kerastuner(args.out, args.data, args.weights)
+        return run_kerastuner(args.out, args.data, args.weights, args.space)
+    space = args.space.resolve()  # the contenders run in their own folders
     root = args.out or Path(tempfile.mkdtemp(prefix="cxr-speed-"))
     names = [c.strip() for c in args.contenders.split(",") if c.strip()]
     if args.summarize:
         summaries = [_summarize(c, root / c, args.budget) for c in names]
     else:
-        summaries = [_race(c, root / c, args.data, args.weights, args.budget) for c in names]
+        summaries = [_race(c, root / c, args.data, args.weights, args.budget, space) for c in names]
     print(_table(summaries, args.budget))
 
 
