@@ -1,11 +1,13 @@
-"""Does XLA speed up the trainable tail on a CPU? Seconds per epoch with and without it.
+"""Do XLA or bfloat16 speed up the trainable tail on a CPU? Seconds per epoch for each setting.
 
-    python -m bench.xla_cpu [--backbones MobileNetV2,DenseNet121] [--epochs 4]
+    python -m bench.cpu_settings [--backbones MobileNetV2,DenseNet121] [--epochs 4]
 
-Keras compiles with ``jit_compile="auto"``: XLA on a GPU, not on a CPU. This checks that
-choice for what a half-frozen trial trains on the CPU (the tail above the freeze boundary,
-fitted on cached activations; random activations of the real shape, since speed does not
-depend on the values), one fresh process per setting.
+Keras compiles with ``jit_compile="auto"`` (XLA on a GPU, not on a CPU), and the worker's
+``auto`` precision is mixed float16 on a GPU and float32 on a CPU. This checks both choices for
+what a half-frozen trial trains on the CPU (the tail above the freeze boundary, fitted on cached
+activations; random activations of the real shape, since speed does not depend on the values),
+one fresh process per setting. ``mixed_bfloat16`` is the mixed precision a CPU can run, fast
+only where the CPU has bfloat16 instructions (AVX512-BF16, AMX).
 """
 
 from __future__ import annotations
@@ -18,10 +20,19 @@ import time
 from bench.search_speed import SHARED
 
 TRAIN, VAL, BATCH = 1260, 270, 32  # the shared sample's three-class split at 70/15/15
+SETTINGS = {  # name: (dtype policy, XLA)
+    "float32": ("float32", False),
+    "float32 + XLA": ("float32", True),
+    "mixed_bfloat16": ("mixed_bfloat16", False),
+}
 
 
-def _one(backbone: str, jit: bool, epochs: int, weights: str) -> list[float]:
+def _one(backbone: str, setting: str, epochs: int, weights: str) -> list[float]:
     import keras
+
+    policy, jit = SETTINGS[setting]
+    keras.config.set_dtype_policy(policy)  # before the model exists, as the worker does
+
     import numpy as np
     import tensorflow as tf
 
@@ -55,24 +66,29 @@ def _one(backbone: str, jit: bool, epochs: int, weights: str) -> list[float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--backbones", default="MobileNetV2,DenseNet121")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="among: %(default)s")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--weights", default=str(SHARED / "weights"))
-    parser.add_argument("--one", nargs=2, metavar=("BACKBONE", "JIT"), help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=2, metavar=("BACKBONE", "SETTING"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:  # a child: print the epoch times
-        print(" ".join(f"{s:.2f}" for s in _one(args.one[0], args.one[1] == "on", args.epochs, args.weights)))
+        print(" ".join(f"{s:.2f}" for s in _one(args.one[0], args.one[1], args.epochs, args.weights)))
         return
-    print("backbone (freeze 0.5)  XLA  first epoch s  later epochs s (mean)")
+    settings = args.settings.split(",")
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        parser.error(f"--settings must name settings among {', '.join(SETTINGS)}, but got {unknown}.")
+    print("backbone (freeze 0.5)  setting         first epoch s  later epochs s (mean)")
     for backbone in args.backbones.split(","):
-        for jit in ("off", "on"):
+        for setting in settings:
             done = subprocess.run(
-                [sys.executable, "-m", "bench.xla_cpu", "--one", backbone, jit, "--epochs", str(args.epochs),
+                [sys.executable, "-m", "bench.cpu_settings", "--one", backbone, setting, "--epochs", str(args.epochs),
                  "--weights", args.weights],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             times = [float(t) for t in done.stdout.split()]
             later = sum(times[1:]) / max(1, len(times) - 1)
-            print(f"{backbone:<21}  {jit:<3}  {times[0]:13.1f}  {later:.1f}")
+            print(f"{backbone:<21}  {setting:<14}  {times[0]:13.1f}  {later:.1f}")
 
 
 if __name__ == "__main__":
