@@ -59,10 +59,12 @@ def run_project(args: argparse.Namespace, backbones: list[str], depths: list[flo
     from cxrdata import scan
     from search._accel import configure_precision
     from search._trial import TrialData, run_trial
+    from search.space import load_space
 
     configure_precision()  # what a worker does at start
     trial_data = TrialData(manifest=scan(args.data), cache_dir=args.cache)
-    trial_data.arrays(128, 0.0)  # decoded once per worker before any trial, as in a search
+    training = load_space(SPACE).training
+    trial_data.arrays(training.image_size, training.crop)  # decoded once per worker before any trial
     for config in _configs(backbones, depths, args.weights):
         for run in range(args.repeats):
             outcome = run_trial(config, trial_data)

@@ -27,11 +27,12 @@ def find_trial(store: ResultStore, study: str, trial: int | None, engine: str = 
         top = store.ranked(study, limit=1)
         if not top:
             raise SearchError(f"The study must have a completed trial to export, but {study!r} has none yet.")
-        if not meets_floor(top[0].covid_specificity):
+        specificity = top[0].covid_specificity
+        if not meets_floor(specificity):
+            has = "no measured specificity" if specificity is None else f"{specificity:.2f}"
             print(
                 f"warning: no completed trial of {study!r} reaches COVID specificity {MIN_SPECIFICITY:.2f}; "
-                f"the top-ranked trial {top[0].trial_number} has {top[0].covid_specificity} "
-                "(it may call most X-rays COVID).",
+                f"the top-ranked trial {top[0].trial_number} has {has} (it may call most X-rays COVID).",
                 file=sys.stderr,
             )
         return top[0]

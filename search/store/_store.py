@@ -23,6 +23,7 @@ __all__ = [
     "below_floor",
     "check_min_specificity",
     "config_row",
+    "focus_like_flat_map",
     "mask_url",
     "meets_floor",
 ]

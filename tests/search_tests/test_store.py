@@ -40,7 +40,9 @@ def test_the_default_winner_is_a_real_model_and_a_degenerate_one_is_named(
     assert capsys.readouterr().err == ""
     only_degenerate = _store(tmp_path / "degenerate.db", [(1.0, 0.1)])
     assert find_trial(only_degenerate, "s", None).trial_number == 0
-    assert "no completed trial of 's' reaches COVID specificity 0.50" in capsys.readouterr().err
+    warning = capsys.readouterr().err
+    assert "no completed trial of 's' reaches COVID specificity 0.50" in warning
+    assert "the top-ranked trial 0 has 0.10 " in warning
 
 
 @pytest.mark.parametrize(
