@@ -119,6 +119,23 @@ def run_worker(job: WorkerJob) -> int:
     return _optimize(study, objective, job.n_trials, deadline=job.deadline)
 
 
+def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` or an exception it was raised from or during is one of ``kinds``.
+
+    Optuna can hide a lost database behind another error: when telling a trial fails and
+    reading it back fails too, its clean-up raises ``UnboundLocalError`` during the storage
+    error, which then survives only as ``__context__``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kinds):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _optimize(
     study: Any,
     objective: Any,
@@ -159,7 +176,9 @@ def _optimize(
                 callbacks=[count],
                 gc_after_trial=True,
             )
-        except (StorageInternalError, SQLAlchemyError) as exc:
+        except Exception as exc:
+            if not _caused_by(exc, (StorageInternalError, SQLAlchemyError)):
+                raise
             down_since = down_since or time.monotonic()
             if time.monotonic() - down_since > patience_s:
                 raise SearchError(
