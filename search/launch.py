@@ -319,8 +319,15 @@ def _ctrl_c() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_workers(plan: Plan) -> bool:
-    """Run the plan's trials in local processes; return False when interrupted."""
+EXIT_OK, EXIT_WORKER_DIED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def run_workers(plan: Plan) -> int:
+    """Run the plan's trials in local processes; return the launch's exit status.
+
+    A worker that dies (killed for memory, a crash) gets no further trials, since it would
+    most likely die again; the others go on, and the launch ends with a non-zero status.
+    """
     import optuna
 
     before = len(optuna.load_study(study_name=plan.study, storage=plan.storage).get_trials(deepcopy=False))
@@ -329,7 +336,7 @@ def run_workers(plan: Plan) -> bool:
     ctx = mp.get_context("spawn")
     slots: list[mp.process.BaseProcess | None] = [None] * plan.workers
     progress = _Progress(plan, before)
-    interrupted = False
+    interrupted, died = False, False
     try:
         with _ctrl_c() as stop:
             while not stop.is_set():
@@ -338,6 +345,13 @@ def run_workers(plan: Plan) -> bool:
                     if proc is not None and not proc.is_alive():
                         proc.join()
                         slots[i] = None
+                        if proc.exitcode != 0 and not stop.is_set():
+                            died, remaining[i] = True, 0
+                            print(
+                                f"\nerror: worker {i} must exit cleanly, but it stopped with exit code "
+                                f"{proc.exitcode} (see its error above); it gets no more trials.",
+                                file=sys.stderr,
+                            )
                     if deadline is not None and time.time() >= deadline:
                         remaining[i] = 0  # out of time: start nothing new
                     if slots[i] is None and remaining[i] > 0:
@@ -372,7 +386,7 @@ def run_workers(plan: Plan) -> bool:
                 proc.join(timeout=120)
     progress.update()
     progress.close()
-    return not interrupted
+    return EXIT_INTERRUPTED if interrupted else EXIT_WORKER_DIED if died else EXIT_OK
 
 
 def _tuner_child(plan: Plan, deadline: float | None) -> None:
@@ -390,8 +404,8 @@ def _tuner_child(plan: Plan, deadline: float | None) -> None:
         sys.exit(130)
 
 
-def run_tuner(plan: Plan) -> bool:
-    """Run the KerasTuner engine in one child process; return False when interrupted or failed."""
+def run_tuner(plan: Plan) -> int:
+    """Run the KerasTuner engine in one child process; return the launch's exit status."""
     deadline = None if plan.timeout_s is None else time.time() + plan.timeout_s
     proc = mp.get_context("spawn").Process(target=_tuner_child, args=(plan, deadline), name="cxr-keras-tuner")
     proc.start()
@@ -403,9 +417,9 @@ def run_tuner(plan: Plan) -> bool:
         if proc.pid is not None and proc.is_alive():
             os.kill(proc.pid, signal.SIGINT)
         proc.join(timeout=120)
-        return False
+        return EXIT_INTERRUPTED
     proc.join()
-    return proc.exitcode == 0
+    return EXIT_OK if proc.exitcode == 0 else EXIT_WORKER_DIED
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -460,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     started = time.perf_counter()
-    finished = run_workers(plan) if plan.engine == "optuna" else run_tuner(plan)
+    status = run_workers(plan) if plan.engine == "optuna" else run_tuner(plan)
     store = ResultStore(plan.storage)
     rows = store.ranked(plan.study, limit=5)
     print(
@@ -468,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"sensitivity; those below COVID specificity {MIN_SPECIFICITY:.2f} after the others):"
     )
     print(top_table(rows) if rows else "  no completed trial yet")
-    return 0 if finished else 130
+    return status
 
 
 if __name__ == "__main__":

@@ -204,3 +204,37 @@ def test_timeout_starts_no_trial_after_the_deadline(tiny: Path, tmp_path: Path, 
     rows = ResultStore(storage).trials("cxr-search")
     assert 1 <= len(rows) < 500
     assert elapsed < 25 + 60, "only the trial running at the deadline may finish after it"
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """The launch's worker processes (spawned children), from /proc."""
+    pids = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                pids.append(int(child))
+    return pids
+
+
+def test_a_worker_that_dies_is_reported_and_the_others_finish(tiny: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CXR_FEATURE_CACHE_GB": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.launch", "--trials", "4", "--workers", "2", "--data", str(tiny), *BASE,
+         "--pruner", "none", "--keep-models", "0"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        time.sleep(0.5)
+        workers = _worker_pids(proc.pid)
+    assert len(workers) == 2, "both workers should have started"
+    os.kill(workers[0], signal.SIGKILL)  # what the kernel's out-of-memory killer does
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-2000:]
+    assert "must exit cleanly, but it stopped with exit code -9" in err
+    complete = [
+        r for r in ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search") if r.state == "COMPLETE"
+    ]
+    assert len(complete) >= 2, "the surviving worker runs its own share"
