@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` 
 
 from leaderboard import charts
 from leaderboard import data as D
-from search.store import MIN_SPECIFICITY, RANKING, mask_url
+from search.store import Ranking, mask_url
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 PAGE_SIZE = 50
@@ -61,12 +61,13 @@ def _choices(url: str, study: str) -> dict[str, list[str]]:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def _page(
-    url: str, study: str, rule: tuple[str, ...], filters: D.Filters, floor: float, page: int
-) -> tuple[pd.DataFrame, int]:
-    return D.ranking(
-        _engine(url), study, rule=rule, filters=filters, page=page, page_size=PAGE_SIZE, min_specificity=floor
-    )
+def _page(url: str, study: str, rule: Ranking, filters: D.Filters, page: int) -> tuple[pd.DataFrame, int]:
+    return D.ranking(_engine(url), study, rule=rule, filters=filters, page=page, page_size=PAGE_SIZE)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def _study_ranking(url: str, study: str) -> Ranking:
+    return D.study_ranking(_engine(url), study)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
@@ -88,9 +89,8 @@ class _View:
     """What the sidebar chose."""
 
     study: str
-    rule: tuple[str, ...]
+    rule: Ranking
     filters: D.Filters
-    floor: float  # minimum COVID specificity to rank among the others
     every: int | None  # seconds between refreshes, None: no refresh
 
 
@@ -109,16 +109,17 @@ def _sidebar(url: str) -> _View | None:
     wanted = st.query_params.get("study")  # deep links: ?study=NAME
     study = st.sidebar.selectbox("Study", names, index=names.index(wanted) if wanted in names else 0)
     st.query_params["study"] = study
+    default = _study_ranking(url, study)
     rule = st.sidebar.multiselect(
-        "Rank by (in order)", list(D.RANKABLE), default=list(RANKING), format_func=lambda c: D.LABELS.get(c, c)
+        "Rank by (in order)", list(D.RANKABLE), default=list(default.keys), format_func=lambda c: D.LABELS.get(c, c)
     )
     floor = st.sidebar.slider(
-        "Minimum COVID specificity",
+        "Minimum COVID specificity (argmax)",
         0.0,
         1.0,
-        MIN_SPECIFICITY,
+        default.min_specificity,
         0.05,
-        help="Trials below it rank after all others: a model that calls every X-ray COVID has sensitivity 1.0.",
+        help="Trials below it rank after all others: a model that calls every X-ray COVID has argmax sensitivity 1.0.",
     )
     choices = _choices(url, study)
     filters = D.Filters(
@@ -132,14 +133,19 @@ def _sidebar(url: str) -> _View | None:
         engines=tuple(st.sidebar.multiselect("Engine", choices["engines"])),
     )
     live = st.sidebar.toggle("Refresh while workers run", value=True)
-    return _View(study, tuple(rule or RANKING), filters, floor, 10 if live else None)
+    return _View(study, Ranking(tuple(rule or default.keys), floor), filters, 10 if live else None)
 
 
 def _board(url: str, view: _View) -> pd.DataFrame:
     pages = st.session_state.get("page", 1)
-    frame, total = _page(url, view.study, view.rule, view.filters, view.floor, pages - 1)
+    frame, total = _page(url, view.study, view.rule, view.filters, pages - 1)
     st.markdown(f"**{D.top_line(frame)}**")
-    st.caption(D.rule_text(view.rule, view.floor))
+    st.caption(D.rule_text(view.rule))
+    if not frame.empty and frame["op_target"].notna().any():
+        st.caption(
+            f"@ target: each trial's COVID threshold is chosen on its validation images for COVID "
+            f"{frame['op_target'].dropna().iloc[0]}; the bounds are 95% Wilson intervals."
+        )
     if not frame.empty and frame["lung_focus"].isna().all():
         st.caption("Lung focus is not measured for these trials yet; it ranks as unknown.")
     st.dataframe(
@@ -149,6 +155,11 @@ def _board(url: str, view: _View) -> pd.DataFrame:
             "learning_rate": st.column_config.NumberColumn(format="%.2e"),
             "wall_time_s": st.column_config.NumberColumn("time (s)", format="%.0f"),
             "below_floor": st.column_config.CheckboxColumn("below specificity floor"),
+            "op_sensitivity_low": st.column_config.NumberColumn("95% CI low", format="%.3f"),
+            "op_sensitivity_high": st.column_config.NumberColumn("95% CI high", format="%.3f"),
+            "covid_sensitivity_low": st.column_config.NumberColumn("95% CI low (argmax)", format="%.3f"),
+            "covid_sensitivity_high": st.column_config.NumberColumn("95% CI high (argmax)", format="%.3f"),
+            "covid_threshold": st.column_config.NumberColumn("COVID threshold", format="%.4f"),
             **{
                 c: st.column_config.NumberColumn(format="%.3f")
                 for c in D.RANKABLE

@@ -7,7 +7,6 @@ trials costs one indexed query per page.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,15 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from search.store import MIN_SPECIFICITY, RANKING, ArtifactRow, EpochRow, TrialRow, below_floor, focus_like_flat_map
+from search.store import (
+    DEFAULT_RANKING,
+    DIRECTIONS,
+    ArtifactRow,
+    EpochRow,
+    Ranking,
+    TrialRow,
+    focus_like_flat_map,
+)
 
 __all__ = [
     "LABELS",
@@ -33,12 +40,19 @@ __all__ = [
     "rule_text",
     "studies",
     "study_artifact_dir",
+    "study_ranking",
     "top_line",
     "trial_detail",
 ]
 
 LABELS: dict[str, str] = {
+    "op_sensitivity": "COVID sensitivity @ target",
+    "op_sensitivity_low": "COVID sensitivity @ target, 95% lower bound",
+    "op_specificity": "COVID specificity @ target",
+    "op_specificity_low": "COVID specificity @ target, 95% lower bound",
+    "covid_threshold": "COVID threshold",
     "covid_sensitivity": "COVID sensitivity",
+    "covid_sensitivity_low": "COVID sensitivity, 95% lower bound",
     "lung_focus": "lung focus",
     "lung_focus_ratio": "lung focus / lung area",
     "pointing_game": "Grad-CAM peak in lungs",
@@ -53,28 +67,16 @@ LABELS: dict[str, str] = {
     "wall_time_s": "wall time",
     "params": "parameters",
 }
-# Columns a rule may sort on, and their direction (True: higher is better).
-RANKABLE: dict[str, bool] = {
-    "covid_sensitivity": True,
-    "lung_focus": True,
-    "lung_focus_ratio": True,
-    "pointing_game": True,
-    "roc_auc": True,
-    "covid_auc": True,
-    "covid_specificity": True,
-    "covid_ppv": True,
-    "covid_npv": True,
-    "accuracy": True,
-    "balanced_accuracy": True,
-    "loss": False,
-    "wall_time_s": False,
-    "params": False,
-}
+# Columns a rule may sort on, and their direction (True: higher is better): the store's own.
+RANKABLE: dict[str, bool] = DIRECTIONS
+# The COVID figures first, so they are visible without scrolling; then focus, then the config.
 TABLE_COLUMNS = (
-    "trial_number", "engine", "state", "backbone", "scheme", "freeze_depth", "head_width", "dropout",
-    "learning_rate", "augment_strength", "image_size", "covid_sensitivity", "covid_specificity", "covid_ppv",
-    "lung_focus", "lung_focus_ratio", "pointing_game", "roc_auc", "accuracy", "balanced_accuracy", "loss",
-    "epochs_run", "wall_time_s", "params",
+    "trial_number", "engine", "state", "backbone", "scheme",
+    "op_sensitivity", "op_sensitivity_low", "op_sensitivity_high", "op_specificity", "covid_threshold",
+    "covid_auc", "lung_focus", "lung_focus_ratio", "covid_sensitivity", "covid_sensitivity_low",
+    "covid_sensitivity_high", "covid_specificity", "covid_ppv", "pointing_game", "roc_auc", "accuracy",
+    "balanced_accuracy", "loss", "freeze_depth", "head_width", "dropout", "learning_rate", "augment_strength",
+    "image_size", "op_target", "epochs_run", "wall_time_s", "params",
 )  # fmt: skip
 
 
@@ -132,13 +134,12 @@ def filter_choices(engine: Engine, study: str) -> dict[str, list[str]]:
     return out
 
 
-def rule_text(rule: Sequence[str], min_specificity: float = MIN_SPECIFICITY) -> str:
+def rule_text(ranking: Ranking) -> str:
     """The ranking rule in words, e.g. for the caption above the table."""
-    parts = [f"{LABELS.get(c, c)} {'↓' if RANKABLE.get(c, True) else '↑'}" for c in rule]
-    floor = (
-        f"; trials below COVID specificity {min_specificity:.2f} rank after the others" if min_specificity > 0 else ""
-    )
-    return "Ranked by " + ", then ".join(parts) + f" (unknown values last{floor}; validation split only)."
+    parts = [f"{LABELS.get(c, c)} {'↓' if RANKABLE.get(c, True) else '↑'}" for c in ranking.keys]
+    floor = ranking.min_specificity
+    floor_text = f"; trials below argmax COVID specificity {floor:.2f} rank after the others" if floor > 0 else ""
+    return "Ranked by " + ", then ".join(parts) + f" (unknown values last{floor_text}; validation split only)."
 
 
 def top_line(frame: pd.DataFrame) -> str:
@@ -146,11 +147,15 @@ def top_line(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "No trial matches the filters."
     top = frame.iloc[0]
-    text = (
-        f"Top-ranked: trial {int(top['trial_number'])} ({top['backbone']}, {top['scheme']}): "
-        f"COVID sensitivity {_fmt(top['covid_sensitivity'])}, lung focus {_fmt(top['lung_focus'])}, "
-        f"validation AUC {_fmt(top['roc_auc'])}"
-    )
+    text = f"Top-ranked: trial {int(top['trial_number'])} ({top['backbone']}, {top['scheme']}): "
+    if not pd.isna(top.get("op_sensitivity")):
+        text += (
+            f"COVID sensitivity {_fmt(top['op_sensitivity'])} {_ci(top, 'op_sensitivity')} at specificity "
+            f"{_fmt(top['op_specificity'])} (threshold {_fmt(top['covid_threshold'])}), "
+        )
+    else:
+        text += f"COVID sensitivity {_fmt(top['covid_sensitivity'])} (argmax), "
+    text += f"COVID AUC {_fmt(top['covid_auc'])}, lung focus {_fmt(top['lung_focus'])}"
     if top["below_floor"]:
         text += " — below the specificity floor, like every trial shown"
     ratio = None if pd.isna(top["lung_focus_ratio"]) else float(top["lung_focus_ratio"])
@@ -162,33 +167,32 @@ def top_line(frame: pd.DataFrame) -> str:
     return text
 
 
+def _ci(row: Any, name: str) -> str:
+    low, high = row.get(f"{name}_low"), row.get(f"{name}_high")
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return f"[95% CI {float(low):.2f}, {float(high):.2f}]"
+
+
 def _fmt(value: Any) -> str:
     return "—" if value is None or pd.isna(value) else f"{float(value):.3f}"
-
-
-def _check_rule(rule: Sequence[str]) -> None:
-    unknown = [c for c in rule if c not in RANKABLE]
-    if unknown or not rule:
-        raise ValueError(f"A ranking rule must list columns among {', '.join(RANKABLE)}, but got {list(rule)}.")
 
 
 def ranking(
     engine: Engine,
     study: str,
     *,
-    rule: Sequence[str] = RANKING,
+    rule: Ranking = DEFAULT_RANKING,
     filters: Filters = Filters(),
     page: int = 0,
     page_size: int = 50,
-    min_specificity: float = MIN_SPECIFICITY,
 ) -> tuple[pd.DataFrame, int]:
     """One page of the ranked table and the number of matching trials.
 
-    Trials below ``min_specificity`` (a model calling everything COVID has sensitivity 1.0)
-    rank after all others and are marked in the ``below_floor`` column.
+    Trials below the rule's specificity floor (a model calling everything COVID has argmax
+    sensitivity 1.0) rank after all others and are marked in the ``below_floor`` column.
     """
-    _check_rule(rule)
-    floor = below_floor(min_specificity)
+    floor = rule.below_floor()
     conditions = [TrialRow.study_name == study, TrialRow.split == "val"]
     for values, column in (
         (filters.backbones, TrialRow.backbone),
@@ -198,17 +202,13 @@ def ranking(
     ):
         if values:
             conditions.append(column.in_(values))
-    order = []
-    for name in rule:
-        column = getattr(TrialRow, name)
-        order.append(column.desc().nulls_last() if RANKABLE[name] else column.asc().nulls_last())
     columns = [*(getattr(TrialRow, c) for c in TABLE_COLUMNS), floor.label("below_floor")]
     with Session(engine) as session:
         total = session.scalar(select(func.count()).select_from(TrialRow).where(*conditions)) or 0
         rows = session.execute(
             select(*columns)
             .where(*conditions)
-            .order_by(floor, *order, TrialRow.trial_number)
+            .order_by(*rule.order_by())
             .offset(page * page_size)
             .limit(page_size)
         ).all()
@@ -309,16 +309,32 @@ def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str
         )
 
 
-def study_artifact_dir(engine: Engine, study: str) -> Path | None:
-    """Where the study keeps its artifacts (from its Optuna user attributes)."""
+def _study_attr(engine: Engine, study: str, key: str) -> Any:
+    """One of the study's Optuna user attributes, read in SQL (no Optuna storage needed)."""
     from sqlalchemy import text
 
     with engine.connect() as conn:
         row = conn.execute(
             text(
                 "SELECT a.value_json FROM study_user_attributes a JOIN studies s ON s.study_id = a.study_id "
-                "WHERE s.study_name = :name AND a.key = 'cxr_artifacts'"
+                "WHERE s.study_name = :name AND a.key = :key"
             ),
-            {"name": study},
+            {"name": study, "key": key},
         ).first()
-    return None if row is None else Path(json.loads(row[0]))
+    return None if row is None else json.loads(row[0])
+
+
+def study_artifact_dir(engine: Engine, study: str) -> Path | None:
+    """Where the study keeps its artifacts (from its Optuna user attributes)."""
+    folder = _study_attr(engine, study, "cxr_artifacts")
+    return None if folder is None else Path(folder)
+
+
+def study_ranking(engine: Engine, study: str) -> Ranking:
+    """The study's own default ranking (its operating target decides the first figure)."""
+    from search.space import SearchSpace
+
+    space = _study_attr(engine, study, "cxr_space")
+    if space is None:
+        return DEFAULT_RANKING
+    return Ranking.for_figure(SearchSpace.from_dict(json.loads(space)).training.target.ranked_figure)

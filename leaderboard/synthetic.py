@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 from sqlalchemy.orm import Session
 
+from search.metrics import wilson_interval
 from search.store import EpochRow, ResultStore, TrialRow
 
 __all__ = ["make_synthetic_study"]
@@ -41,13 +42,34 @@ def _params(rng: np.random.Generator) -> dict[str, object]:
     }
 
 
+_COVID, _OTHERS = 120, 240  # validation images per side, as in the shared sample
+
+
+def _interval(value: float, n: int, prefix: str) -> dict[str, float]:
+    low, high = wilson_interval(round(value * n), n) or (0.0, 1.0)
+    return {f"{prefix}_low": low, f"{prefix}_high": high}
+
+
 def _metrics(rng: np.random.Generator, sens: float, focus: float | None, loss: float) -> dict[str, object]:
+    """A completed trial's figures; ``sens`` is its COVID sensitivity at the 0.95-specificity threshold."""
+    op_sens = round(sens * _COVID) / _COVID
+    op_spec = round(float(rng.uniform(0.95, 0.96)) * _OTHERS) / _OTHERS
+    argmax_sens = round(min(1.0, sens + float(rng.uniform(-0.03, 0.03))) * _COVID) / _COVID
+    argmax_spec = round(float(rng.uniform(0.8, 0.99)) * _OTHERS) / _OTHERS
     return {
         "loss": loss,
         "accuracy": float(rng.uniform(0.7, 0.95)),
         "balanced_accuracy": float(rng.uniform(0.7, 0.95)),
-        "covid_sensitivity": sens,
-        "covid_specificity": float(rng.uniform(0.8, 0.99)),
+        "op_target": "specificity 0.95",
+        "covid_threshold": float(rng.uniform(0.05, 0.6)),
+        "op_sensitivity": op_sens,
+        **_interval(op_sens, _COVID, "op_sensitivity"),
+        "op_specificity": op_spec,
+        **_interval(op_spec, _OTHERS, "op_specificity"),
+        "covid_sensitivity": argmax_sens,
+        **_interval(argmax_sens, _COVID, "covid_sensitivity"),
+        "covid_specificity": argmax_spec,
+        **_interval(argmax_spec, _OTHERS, "covid_specificity"),
         "covid_ppv": float(rng.uniform(0.7, 0.99)),
         "covid_npv": float(rng.uniform(0.8, 0.99)),
         "covid_auc": float(rng.uniform(0.85, 0.99)),

@@ -10,6 +10,7 @@ import optuna
 
 from search._engines import OPTUNA
 from search._recording import ArtifactStore, TrialRecorder
+from search._study import study_ranking
 from search._trial import TrialData, run_trial
 from search.space import SearchSpace
 from search.store import ResultStore
@@ -41,6 +42,7 @@ class Objective:
             artifact_store=artifact_store,
             dataset_fingerprint=data.manifest.fingerprint,
             engine=ENGINE,
+            ranking=study_ranking(space),
             keep_models=keep_models,
         )
 

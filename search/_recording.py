@@ -6,7 +6,6 @@ Shared by both engines; only the engine name and what the artifacts attach to di
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import traceback
 from dataclasses import asdict
@@ -15,18 +14,14 @@ from pathlib import Path
 import optuna
 
 from search._trial import TrialOutcome
+from search.metrics import TrialMetrics
 from search.space import TrialConfig
-from search.store import RANKING, ArtifactRecord, EpochRow, ResultStore, TrialRow, config_row, meets_floor
+from search.store import DEFAULT_RANKING, ArtifactRecord, EpochRow, Ranking, ResultStore, TrialRow, config_row
 
-__all__ = ["TrialRecorder", "describe_failure", "failure_row", "outcome_rows"]
+__all__ = ["TrialRecorder", "describe_failure", "failure_row", "metrics_to_row", "outcome_rows"]
 
 ArtifactStore = optuna.artifacts.FileSystemArtifactStore | optuna.artifacts.Boto3ArtifactStore
 Target = optuna.Trial | optuna.Study  # what an artifact is attached to in Optuna's store
-
-
-def _rank_key(specificity: float | None, values: tuple[float | None, ...]) -> tuple[float, ...]:
-    """The store's ranking order as a Python key: the specificity floor first, then the rule."""
-    return (float(meets_floor(specificity)), *(-math.inf if v is None else v for v in values))
 
 
 class TrialRecorder:
@@ -40,10 +35,12 @@ class TrialRecorder:
         artifact_store: ArtifactStore,
         dataset_fingerprint: str,
         engine: str,
+        ranking: Ranking = DEFAULT_RANKING,
         keep_models: int = 5,
     ) -> None:
         self.study_name, self.store, self.artifact_store = study_name, store, artifact_store
         self.dataset_fingerprint, self.engine, self.keep_models = dataset_fingerprint, engine, keep_models
+        self.ranking = ranking
 
     def record(self, target: Target, number: int, outcome: TrialOutcome) -> None:
         """Store a completed or pruned trial; artifacts are attached to ``target`` in Optuna's store."""
@@ -51,7 +48,8 @@ class TrialRecorder:
         artifacts = self._save_model(target, f"{prefix}-{number}.keras", outcome) if self._could_win(outcome) else []
         artifacts += self._save_overlays(target, outcome)
         row, epochs = outcome_rows(self.study_name, number, outcome, self.dataset_fingerprint, self.engine)
-        self.store.record(row, epochs, artifacts)
+        predictions = [outcome.predictions] if outcome.predictions is not None else []
+        self.store.record(row, epochs, artifacts, predictions)
 
     def record_failure(self, number: int, config: TrialConfig, exc: BaseException) -> None:
         row = failure_row(self.study_name, number, config, describe_failure(exc), self.engine)
@@ -65,17 +63,11 @@ class TrialRecorder:
         """Save a model only if it enters the current top ``keep_models`` (bounded disk use)."""
         if outcome.metrics is None or self.keep_models <= 0:
             return False
-        top = self.store.ranked(self.study_name, limit=self.keep_models)
+        top = self.store.ranked(self.study_name, limit=self.keep_models, ranking=self.ranking)
         if len(top) < self.keep_models:
             return True
-        focus = None if outcome.focus is None else outcome.focus.energy
-        metrics = outcome.metrics
-        mine = _rank_key(
-            metrics.covid_specificity,
-            tuple(focus if c == "lung_focus" else getattr(metrics, c, None) for c in RANKING),
-        )
-        worst = _rank_key(top[-1].covid_specificity, tuple(getattr(top[-1], c) for c in RANKING))
-        return mine >= worst
+        mine, _ = outcome_rows(self.study_name, -1, outcome, self.dataset_fingerprint, self.engine)
+        return self.ranking.key(mine) <= self.ranking.key(top[-1])
 
     def _save_model(self, target: Target, name: str, outcome: TrialOutcome) -> list[ArtifactRecord]:
         assert outcome.built is not None
@@ -117,16 +109,8 @@ def outcome_rows(
     """The results row and epoch rows of one finished (completed or pruned) trial."""
     state = "PRUNED" if outcome.fit.pruned else "COMPLETE"
     row = config_row(study_name, number, outcome.config, state, engine)
-    m = outcome.metrics
-    if m is not None:
-        for name in ("loss", "accuracy", "balanced_accuracy", "covid_sensitivity", "covid_specificity"):
-            setattr(row, name, getattr(m, name))
-        for name in ("covid_ppv", "covid_npv", "covid_auc", "roc_auc"):
-            setattr(row, name, getattr(m, name))
-        row.class_names_json = json.dumps(m.class_names)
-        row.per_class_json = json.dumps(m.per_class)
-        row.confusion_json = json.dumps(m.confusion)
-        row.covid_roc_json = None if m.covid_roc is None else json.dumps(m.covid_roc)
+    if outcome.metrics is not None:
+        metrics_to_row(row, outcome.metrics)
     if outcome.focus is not None:
         f = outcome.focus
         row.lung_focus, row.lung_focus_std, row.lung_focus_ratio = f.energy, f.energy_std, f.ratio
@@ -141,6 +125,28 @@ def outcome_rows(
     row.dataset_fingerprint = dataset_fingerprint
     row.split_fingerprint = outcome.split_fingerprint
     return row, [EpochRow(**asdict(r)) for r in history]
+
+
+def metrics_to_row(row: TrialRow, m: TrialMetrics) -> TrialRow:
+    """Copy every figure of one split's metrics into a results row (validation, test or external)."""
+    for name in ("loss", "accuracy", "balanced_accuracy", "covid_sensitivity", "covid_specificity"):
+        setattr(row, name, getattr(m, name))
+    for name in ("covid_ppv", "covid_npv", "covid_auc", "roc_auc"):
+        setattr(row, name, getattr(m, name))
+    row.covid_sensitivity_low, row.covid_sensitivity_high = m.covid_sensitivity_ci or (None, None)
+    row.covid_specificity_low, row.covid_specificity_high = m.covid_specificity_ci or (None, None)
+    op = m.operating
+    if op is not None:
+        row.op_target = f"{op.target.kind} {op.target.value:g}"
+        row.covid_threshold = op.threshold
+        row.op_sensitivity, row.op_specificity = op.sensitivity, op.specificity
+        row.op_sensitivity_low, row.op_sensitivity_high = op.sensitivity_ci or (None, None)
+        row.op_specificity_low, row.op_specificity_high = op.specificity_ci or (None, None)
+    row.class_names_json = json.dumps(m.class_names)
+    row.per_class_json = json.dumps(m.per_class)
+    row.confusion_json = json.dumps(m.confusion)
+    row.covid_roc_json = None if m.covid_roc is None else json.dumps(m.covid_roc)
+    return row
 
 
 def failure_row(study_name: str, number: int, config: TrialConfig, reason: str, engine: str = "optuna") -> TrialRow:

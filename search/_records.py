@@ -11,7 +11,7 @@ import optuna
 from cxrdata import Manifest, scan
 from search._errors import SearchError
 from search._study import StudyInfo, artifact_store, check_study_exists, make_storage
-from search.store import MIN_SPECIFICITY, ResultStore, TrialRow, meets_floor
+from search.store import DEFAULT_RANKING, Ranking, ResultStore, TrialRow, meets_floor
 
 __all__ = ["download_model", "find_trial", "study_info", "study_manifest"]
 
@@ -21,17 +21,19 @@ def study_info(storage: str, study: str) -> StudyInfo:
     return StudyInfo.from_attrs(optuna.load_study(study_name=study, storage=storage).user_attrs)
 
 
-def find_trial(store: ResultStore, study: str, trial: int | None, engine: str = "optuna") -> TrialRow:
+def find_trial(
+    store: ResultStore, study: str, trial: int | None, engine: str = "optuna", ranking: Ranking = DEFAULT_RANKING
+) -> TrialRow:
     """The given trial's validation row, or the top-ranked completed one."""
     if trial is None:
-        top = store.ranked(study, limit=1)
+        top = store.ranked(study, limit=1, ranking=ranking)
         if not top:
             raise SearchError(f"The study must have a completed trial to export, but {study!r} has none yet.")
         specificity = top[0].covid_specificity
-        if not meets_floor(specificity):
+        if not meets_floor(specificity, ranking.min_specificity):
             has = "no measured specificity" if specificity is None else f"{specificity:.2f}"
             print(
-                f"warning: no completed trial of {study!r} reaches COVID specificity {MIN_SPECIFICITY:.2f}; "
+                f"warning: no completed trial of {study!r} reaches COVID specificity {ranking.min_specificity:.2f}; "
                 f"the top-ranked trial {top[0].trial_number} has {has} (it may call most X-rays COVID).",
                 file=sys.stderr,
             )

@@ -17,7 +17,7 @@ import optuna
 
 from search._errors import SearchError
 from search.space import SearchSpace, TrainingSettings
-from search.store import mask_url
+from search.store import Ranking, mask_url
 
 __all__ = [
     "StudyInfo",
@@ -27,6 +27,7 @@ __all__ = [
     "load_study",
     "make_pruner",
     "make_storage",
+    "study_ranking",
 ]
 
 # Heartbeats and stale-trial retry are marked experimental in Optuna but are its supported
@@ -52,6 +53,11 @@ class StudyInfo:
     artifacts: str
     cache_dir: str
     lung_model: str | None = None  # a segmenter (.keras) for images without dataset masks
+
+    @property
+    def ranking(self) -> Ranking:
+        """The study's default ranking: the figure its operating target leaves free, first."""
+        return study_ranking(self.space)
 
     def to_attrs(self) -> dict[str, Any]:
         return {
@@ -79,6 +85,12 @@ class StudyInfo:
             cache_dir=attrs["cxr_cache_dir"],
             lung_model=attrs.get("cxr_lung_model"),
         )
+
+
+def study_ranking(space: SearchSpace) -> Ranking:
+    """The default ranking of a study over ``space``: sensitivity at the target specificity (or
+    specificity at the target sensitivity), then lung focus, then COVID AUC."""
+    return Ranking.for_figure(space.training.target.ranked_figure)
 
 
 def make_storage(url: str) -> optuna.storages.RDBStorage:

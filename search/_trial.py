@@ -21,6 +21,7 @@ from search.gradcam import LungFocus, gradcam, lung_focus, overlay
 from search.metrics import COVID_LABEL, TrialMetrics, compute_metrics
 from search.model import BuiltModel, build_model
 from search.space import TrialConfig
+from search.store import Predictions
 from search.train import FitResult, Reporter, fit_model
 
 __all__ = ["TrialData", "TrialOutcome", "run_trial"]
@@ -120,6 +121,7 @@ class TrialOutcome:
     focus_source: str | None = None  # "dataset", "segmenter" or "mixed"
     overlays: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (file name, RGB uint8)
     routes: list[str] = field(default_factory=list)  # per phase: "images" or "features:<floats per image>"
+    predictions: Predictions | None = None  # validation probabilities (ensembles, operating points)
 
 
 FOCUS_IMAGES = 96  # validation images with lung masks that Grad-CAM reads per trial
@@ -187,15 +189,17 @@ def run_trial(
     )
     try:
         fit = fit_model(built, config, feed, report=report)
-        metrics, focus, source = None, None, None
+        metrics, focus, source, predictions = None, None, None, None
         overlays: list[tuple[str, np.ndarray]] = []
         if not fit.pruned:
             assert feed.last is not None
             model, val = feed.last  # the last phase's model and data: no second pass of the frozen part
             proba = model.predict(val, verbose=0)
+            labels = split.labels[feed.val_indices]
             metrics = compute_metrics(
-                split.labels[feed.val_indices], proba, split.scheme.class_names, split="val", loss=fit.best_val_loss
+                labels, proba, split.scheme.class_names, split="val", loss=fit.best_val_loss, target=config.target
             )
+            predictions = Predictions("val", feed.val_indices, labels, proba)
             focus, source, overlays = measure_focus(built, data, config, split)
         return TrialOutcome(
             config=config,
@@ -210,6 +214,7 @@ def run_trial(
             focus_source=source,
             overlays=overlays,
             routes=feed.routes,
+            predictions=predictions,
         )
     finally:
         random.setstate(global_state[0])

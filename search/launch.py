@@ -24,6 +24,7 @@ from tqdm import tqdm
 from cxrdata import DatasetError, Manifest, get_scheme, load_images, scan
 from search._engines import ENGINES, KERAS_TUNER, TUNERS
 from search._errors import SearchError
+from search._study import study_ranking
 from search.backbones import check_weights, get_backbone, resolve_weights
 from search.space import SearchSpace, load_space
 from search.store import MIN_SPECIFICITY, ResultStore, TrialRow, mask_url
@@ -48,6 +49,32 @@ def _positive(name: str) -> type:
 
     parse.__name__ = name
     return parse  # type: ignore[return-value]
+
+
+def _fraction(name: str) -> type:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"`{name}` must be a number, but got {text!r}") from None
+        if not 0.0 < value < 1.0:
+            raise argparse.ArgumentTypeError(f"`0 < {name} < 1` must hold, but got {value}")
+        return value
+
+    parse.__name__ = name
+    return parse  # type: ignore[return-value]
+
+
+def _folds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`--folds` must be a whole number, but got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"`--folds >= 2` must hold (leave it out for one train/validation split), but got {value}"
+        )
+    return value
 
 
 def _gpu_list(text: str) -> list[int]:
@@ -85,6 +112,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbones", type=_names, help="comma-separated backbones to search (overrides the config)")
     p.add_argument("--schemes", type=_names, help="comma-separated class schemes: binary, three, four")
     p.add_argument("--pruner", help="median, hyperband or none (overrides the config)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument(
+        "--target-specificity",
+        type=_fraction("--target-specificity"),
+        help="choose each trial's COVID threshold on validation for this specificity (default: 0.95)",
+    )
+    target.add_argument(
+        "--target-sensitivity",
+        type=_fraction("--target-sensitivity"),
+        help="... or for this sensitivity; the ranking then maximises specificity",
+    )
+    p.add_argument(
+        "--folds",
+        type=_folds,
+        help="K-fold cross-validation inside train+validation (K >= 2; the test split stays out)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default: 0)")
     p.add_argument("--split-seed", type=int, default=0, help="train/val/test split seed (default: 0)")
     p.add_argument("--artifacts", help="artifact folder shared by workers (default: artifacts/ beside the database)")
@@ -151,6 +194,9 @@ def _space(args: argparse.Namespace) -> SearchSpace:
         image_size=args.image_size,
         max_epochs=args.max_epochs,
         pruner=args.pruner,
+        target_specificity=args.target_specificity,
+        target_sensitivity=args.target_sensitivity,
+        folds=args.folds,
     )
     return space.check()
 
@@ -426,7 +472,12 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _interval(value: float | None, low: float | None, high: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} [{_fmt(low, 2)}, {_fmt(high, 2)}]"
+
+
 def top_table(rows: Sequence[TrialRow]) -> str:
+    """The ranked rows as a text table: the operating point's figures with their 95% intervals."""
     header = (
         "rank",
         "engine",
@@ -434,10 +485,11 @@ def top_table(rows: Sequence[TrialRow]) -> str:
         "backbone",
         "scheme",
         "freeze",
-        "COVID sens",
-        "COVID spec",
+        "COVID sens @ target [95% CI]",
+        "COVID spec @ target",
+        "threshold",
+        "COVID AUC",
         "accuracy",
-        "AUC",
         "epochs",
         "time",
     )
@@ -449,10 +501,11 @@ def top_table(rows: Sequence[TrialRow]) -> str:
             r.backbone,
             r.scheme,
             f"{r.freeze_depth:.2f}",
-            _fmt(r.covid_sensitivity),
-            _fmt(r.covid_specificity),
+            _interval(r.op_sensitivity, r.op_sensitivity_low, r.op_sensitivity_high),
+            _fmt(r.op_specificity),
+            _fmt(r.covid_threshold, 4),
+            _fmt(r.covid_auc),
             _fmt(r.accuracy),
-            _fmt(r.roc_auc),
             str(r.epochs_run),
             f"{r.wall_time_s:.0f}s",
         )
@@ -476,10 +529,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     status = run_workers(plan) if plan.engine == "optuna" else run_tuner(plan)
     store = ResultStore(plan.storage)
-    rows = store.ranked(plan.study, limit=5)
+    rows = store.ranked(plan.study, limit=5, ranking=study_ranking(plan.space))
+    target = plan.space.training.target
     print(
-        f"\nWall time {time.perf_counter() - started:.0f}s. Top trials (validation split, ranked by COVID "
-        f"sensitivity; those below COVID specificity {MIN_SPECIFICITY:.2f} after the others):"
+        f"\nWall time {time.perf_counter() - started:.0f}s. Top trials (validation split; COVID threshold chosen "
+        f"for {target.describe()}, ranked by the {'sensitivity' if target.kind == 'specificity' else 'specificity'} "
+        f"it gives; those below argmax COVID specificity {MIN_SPECIFICITY:.2f} after the others):"
     )
     print(top_table(rows) if rows else "  no completed trial yet")
     return status

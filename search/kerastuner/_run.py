@@ -52,6 +52,7 @@ def run_keras_tuner(
         artifact_store=artifact_store(info.artifacts),
         dataset_fingerprint=manifest.fingerprint,
         engine=ENGINE,
+        ranking=info.ranking,
         keep_models=keep_models,
     )
     engine = SpaceTuner(

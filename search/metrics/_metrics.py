@@ -21,6 +21,15 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from search.metrics._operating import (
+    DEFAULT_TARGET,
+    OperatingPoint,
+    OperatingTarget,
+    at_threshold,
+    operating_point,
+    wilson_interval,
+)
+
 __all__ = ["COVID_LABEL", "TrialMetrics", "compute_metrics"]
 
 COVID_LABEL = 0
@@ -45,6 +54,11 @@ class TrialMetrics:
     per_class: dict[str, dict[str, float | None]]
     confusion: tuple[tuple[int, ...], ...]
     covid_roc: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # (fpr, tpr), at most ~100 points
+    # 95% Wilson intervals of the argmax figures.
+    covid_sensitivity_ci: tuple[float, float] | None = None
+    covid_specificity_ci: tuple[float, float] | None = None
+    # The COVID threshold for the study's target and what it gives (None without a target).
+    operating: OperatingPoint | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,8 +98,15 @@ def compute_metrics(
     *,
     split: str = "val",
     loss: float | None = None,
+    target: OperatingTarget | None = None,
+    threshold: float | None = None,
 ) -> TrialMetrics:
-    """Every figure the leaderboard shows, from labels and predicted probabilities."""
+    """Every figure the leaderboard shows, from labels and predicted probabilities.
+
+    With a ``target``, the COVID threshold is chosen on these probabilities for it (the
+    validation split); with a ``threshold`` as well, that threshold is measured as it is (a
+    threshold chosen on validation, applied to the test split or an external set).
+    """
     y = np.asarray(y_true, dtype=np.int64)
     proba = np.asarray(proba, dtype=np.float64)
     k = len(class_names)
@@ -114,6 +135,12 @@ def compute_metrics(
     fp = cm[:, COVID_LABEL].sum() - tp
     tn = total - tp - fn - fp
     is_covid = (y == COVID_LABEL).astype(int)
+    covid_score = proba[:, COVID_LABEL]
+    operating = None
+    if threshold is not None:
+        operating = at_threshold(is_covid, covid_score, threshold, target or DEFAULT_TARGET)
+    elif target is not None:
+        operating = operating_point(is_covid, covid_score, target)
     macro_auc = (
         _auc(is_covid, proba[:, COVID_LABEL])
         if k == 2
@@ -137,4 +164,7 @@ def compute_metrics(
         per_class=per_class,
         confusion=tuple(tuple(int(v) for v in row) for row in cm),
         covid_roc=_covid_roc(is_covid, proba[:, COVID_LABEL]),
+        covid_sensitivity_ci=wilson_interval(int(tp), int(tp + fn)),
+        covid_specificity_ci=wilson_interval(int(tn), int(tn + fp)),
+        operating=operating,
     )

@@ -9,6 +9,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from search.metrics import OperatingTarget
+
 __all__ = ["TrialConfig"]
 
 
@@ -32,6 +34,17 @@ class TrialConfig:
     crop: float = 0.0
     weights: str = "imagenet"  # "imagenet", "none" or a folder of Keras weight files
     seed: int = 0
+    # How the trial is measured: the COVID threshold's target on validation (one of the two),
+    # and K-fold cross-validation inside train+validation when folds > 1.
+    target_specificity: float | None = 0.95
+    target_sensitivity: float | None = None
+    folds: int = 1
+
+    @property
+    def target(self) -> OperatingTarget:
+        if self.target_sensitivity is not None:
+            return OperatingTarget("sensitivity", self.target_sensitivity)
+        return OperatingTarget("specificity", 0.95 if self.target_specificity is None else self.target_specificity)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from cxrdata import SCHEMES, did_you_mean
 from search._errors import SearchError
 from search.backbones import get_backbone
+from search.metrics import OperatingTarget
 from search.space._config import TrialConfig
 
 if TYPE_CHECKING:
@@ -71,6 +72,17 @@ class TrainingSettings:
     pruner: str = "median"
     pruner_startup_trials: int = 4
     pruner_warmup_epochs: int = 2
+    # The operating point each trial's COVID threshold is chosen for on validation: one of the two.
+    target_specificity: float | None = 0.95
+    target_sensitivity: float | None = None
+    folds: int = 1  # > 1: K-fold cross-validation inside train+validation
+
+    @property
+    def target(self) -> OperatingTarget:
+        if self.target_sensitivity is not None:
+            return OperatingTarget("sensitivity", self.target_sensitivity)
+        assert self.target_specificity is not None
+        return OperatingTarget("specificity", self.target_specificity)
 
     def check(self) -> None:
         rules = [
@@ -87,10 +99,20 @@ class TrainingSettings:
             (0 <= self.crop < 0.5, "`0 <= crop < 0.5`", f"crop={self.crop}"),
             (self.pruner_startup_trials >= 0, "`pruner_startup_trials >= 0`", f"{self.pruner_startup_trials}"),
             (self.pruner_warmup_epochs >= 0, "`pruner_warmup_epochs >= 0`", f"{self.pruner_warmup_epochs}"),
+            (self.folds >= 2 or self.folds == 1, "`folds >= 2` (or 1 for no cross-validation)", f"folds={self.folds}"),
+            (
+                (self.target_specificity is None) != (self.target_sensitivity is None),
+                "exactly one of `target_specificity` and `target_sensitivity`",
+                f"(target_specificity={self.target_specificity}, target_sensitivity={self.target_sensitivity})",
+            ),
         ]
         for ok, rule, got in rules:
             if not ok:
                 raise SearchError(f"{rule} must hold, but got {got}.")
+        try:
+            self.target  # noqa: B018 - checks the target's range
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
         if self.pruner not in ("median", "hyperband", "none"):
             hint = did_you_mean(self.pruner, ("median", "hyperband", "none"))
             raise SearchError(f"`pruner` must be one of median, hyperband, none, but got {self.pruner!r}.{hint}")
@@ -146,6 +168,8 @@ class SearchSpace:
             raise SearchError(
                 f"The search space has no parameter {name!r}.{did_you_mean(name, cls.__dataclass_fields__)}"
             )
+        if "target_sensitivity" in training and "target_specificity" not in training:
+            training["target_specificity"] = None  # a sensitivity target replaces the default one
         unknown = set(training) - set(TrainingSettings.__dataclass_fields__)
         if unknown:
             name = sorted(unknown)[0]
@@ -170,6 +194,10 @@ class SearchSpace:
     ) -> SearchSpace:
         """A copy with command-line overrides applied (``None`` leaves a value alone)."""
         settings = replace(self.training, **{k: v for k, v in training.items() if v is not None})
+        if training.get("target_sensitivity") is not None:
+            settings = replace(settings, target_specificity=None)  # one target replaces the other
+        elif training.get("target_specificity") is not None:
+            settings = replace(settings, target_sensitivity=None)
         if training.get("max_epochs") is not None:
             # A shorter budget from the command line caps the warm-up rather than failing on it.
             settings = replace(settings, warmup_epochs=min(settings.warmup_epochs, settings.max_epochs - 1))
@@ -208,6 +236,9 @@ class SearchSpace:
             crop=t.crop,
             weights=weights,
             seed=seed + trial.number,
+            target_specificity=t.target_specificity,
+            target_sensitivity=t.target_sensitivity,
+            folds=t.folds,
         )
 
 

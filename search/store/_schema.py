@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["SCHEMA_VERSION", "ArtifactRow", "Base", "EpochRow", "SchemaRow", "TrialRow"]
+__all__ = ["SCHEMA_VERSION", "ArtifactRow", "Base", "EpochRow", "PredictionRow", "SchemaRow", "TrialRow"]
 
-SCHEMA_VERSION = 3  # 2: covid_roc_json; 3: lung focus details
+# 2: covid_roc_json; 3: lung focus details; 4: intervals, operating points, folds, stored predictions
+SCHEMA_VERSION = 4
 
 
 class Base(DeclarativeBase):
@@ -35,6 +36,7 @@ class TrialRow(Base):
     __table_args__ = (
         UniqueConstraint("study_name", "engine", "trial_number", "split", name="uq_cxr_trial"),
         Index("ix_cxr_trials_rank", "study_name", "covid_sensitivity", "lung_focus", "roc_auc"),
+        Index("ix_cxr_trials_rank_op", "study_name", "op_sensitivity", "covid_auc", "lung_focus"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -77,6 +79,25 @@ class TrialRow(Base):
     per_class_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     confusion_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     covid_roc_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # 95% Wilson intervals of the argmax COVID figures.
+    covid_sensitivity_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    covid_sensitivity_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    covid_specificity_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    covid_specificity_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The operating point: the COVID threshold chosen on validation for the study's target
+    # (e.g. "specificity 0.95") and the figures it gives, with their intervals.
+    op_target: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    covid_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    op_sensitivity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    op_sensitivity_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    op_sensitivity_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    op_specificity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    op_specificity_low: Mapped[float | None] = mapped_column(Float, nullable=True)
+    op_specificity_high: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Cross-validation: the number of folds (1: one train/validation split) and, per figure,
+    # the standard deviation over folds.
+    folds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fold_spread_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     epochs_run: Mapped[int] = mapped_column(Integer, default=0)
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -91,6 +112,7 @@ class TrialRow(Base):
 
     epochs: Mapped[list[EpochRow]] = relationship(back_populates="trial", cascade="all, delete-orphan")
     artifacts: Mapped[list[ArtifactRow]] = relationship(back_populates="trial", cascade="all, delete-orphan")
+    predictions: Mapped[list[PredictionRow]] = relationship(back_populates="trial", cascade="all, delete-orphan")
 
 
 class EpochRow(Base):
@@ -121,3 +143,26 @@ class ArtifactRow(Base):
     filename: Mapped[str] = mapped_column(String(512))
     bytes: Mapped[int] = mapped_column(Integer)
     trial: Mapped[TrialRow] = relationship(back_populates="artifacts")
+
+
+class PredictionRow(Base):
+    """A trial's predicted probabilities on the images it was measured on, compactly.
+
+    One row per trial and kind: ``"val"`` (the validation split) or ``"oof"`` (out-of-fold
+    over train+validation with ``--folds``). Ensembles are selected and operating points
+    chosen from these, without retraining. Arrays are little-endian bytes: manifest indices
+    (int32), labels (int32) and probabilities (float32, ``n x k``, row-major).
+    """
+
+    __tablename__ = "cxr_predictions"
+    __table_args__ = (UniqueConstraint("trial_id", "kind", name="uq_cxr_prediction"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("cxr_trials.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    n: Mapped[int] = mapped_column(Integer)
+    k: Mapped[int] = mapped_column(Integer)
+    indices: Mapped[bytes] = mapped_column(LargeBinary)
+    labels: Mapped[bytes] = mapped_column(LargeBinary)
+    proba: Mapped[bytes] = mapped_column(LargeBinary)
+    trial: Mapped[TrialRow] = relationship(back_populates="predictions")

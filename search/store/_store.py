@@ -6,47 +6,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import ColumnElement, Engine, case, create_engine, delete, event, inspect, select
+from sqlalchemy import Engine, create_engine, delete, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from search._errors import SearchError
 from search.space import TrialConfig
-from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, SchemaRow, TrialRow
+from search.store._predictions import Predictions
+from search.store._ranking import DEFAULT_RANKING, Ranking
+from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, PredictionRow, SchemaRow, TrialRow
 
-__all__ = [
-    "MIN_SPECIFICITY",
-    "RANKING",
-    "ArtifactRecord",
-    "ResultStore",
-    "below_floor",
-    "check_min_specificity",
-    "config_row",
-    "focus_like_flat_map",
-    "mask_url",
-    "meets_floor",
-]
-
-# The leaderboard's default rule: COVID sensitivity, then lung focus, then validation AUC,
-# all descending, unknown values last.
-RANKING: tuple[str, ...] = ("covid_sensitivity", "lung_focus", "roc_auc")
-# Sensitivity alone rewards a model that calls every X-ray COVID (sensitivity 1.0, specificity
-# 0.0): searches do produce such models. Trials below this COVID specificity rank after every
-# trial that reaches it; they are kept and shown, never hidden. Real models sit far above it.
-MIN_SPECIFICITY = 0.5
-
-
-def check_min_specificity(value: float) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"The minimum COVID specificity must lie in [0, 1], but got {value}.")
-    return value
-
-
-def meets_floor(specificity: float | None, min_specificity: float = MIN_SPECIFICITY) -> bool:
-    """Whether a trial ranks among the trials that reach the specificity floor (unknown: no)."""
-    return specificity is not None and specificity >= min_specificity
-
+__all__ = ["ArtifactRecord", "ResultStore", "config_row", "focus_like_flat_map", "mask_url"]
 
 def focus_like_flat_map(focus_ratio: float | None) -> bool:
     """Whether Grad-CAM evidence is no more in the lungs than a uniform map's would be.
@@ -56,12 +27,6 @@ def focus_like_flat_map(focus_ratio: float | None) -> bool:
     lungs (markers, text, devices). Unknown: no (it is reported as unmeasured instead).
     """
     return focus_ratio is not None and focus_ratio < 1.0
-
-
-def below_floor(min_specificity: float = MIN_SPECIFICITY) -> ColumnElement[int]:
-    """1 for rows below the specificity floor (or without a specificity), else 0: the first
-    sort key of every ranking, so that :func:`meets_floor` and SQL agree."""
-    return case((TrialRow.covid_specificity >= check_min_specificity(min_specificity), 0), else_=1)
 
 
 @dataclass(frozen=True)
@@ -132,8 +97,14 @@ class ResultStore:
             ) from None
         if row is None or int(row.value) != SCHEMA_VERSION:
             found = None if row is None else row.value
+            how = (
+                f"; upgrade it in place with: python -m search.store upgrade --storage '{mask_url(self.url)}'"
+                if row is not None and int(row.value) < SCHEMA_VERSION
+                else ""
+            )
             raise SearchError(
-                f"The results schema must be version {SCHEMA_VERSION}, but {mask_url(self.url)} has version {found}."
+                f"The results schema must be version {SCHEMA_VERSION}, but {mask_url(self.url)} has version {found}"
+                f"{how}."
             )
 
     def record(
@@ -141,6 +112,7 @@ class ResultStore:
         row: TrialRow,
         epochs: Sequence[EpochRow] = (),
         artifacts: Sequence[ArtifactRecord] = (),
+        predictions: Sequence[Predictions] = (),
         *,
         attempts: int = 6,
     ) -> int:
@@ -152,14 +124,20 @@ class ResultStore:
         """
         for attempt in range(attempts):
             try:
-                return self._record_once(row, list(epochs), list(artifacts))
+                return self._record_once(row, list(epochs), list(artifacts), list(predictions))
             except (OperationalError, InterfaceError):
                 if attempt == attempts - 1:
                     raise
                 time.sleep(min(2**attempt, 20))
         raise AssertionError("unreachable")
 
-    def _record_once(self, source: TrialRow, epochs: list[EpochRow], artifacts: list[ArtifactRecord]) -> int:
+    def _record_once(
+        self,
+        source: TrialRow,
+        epochs: list[EpochRow],
+        artifacts: list[ArtifactRecord],
+        predictions: list[Predictions],
+    ) -> int:
         # A fresh copy per attempt: a failed flush leaves the ORM objects bound to a dead session.
         columns = [c.key for c in TrialRow.__table__.columns if c.key != "id"]
         row = TrialRow(**{c: getattr(source, c) for c in columns if getattr(source, c) is not None})
@@ -176,6 +154,7 @@ class ResultStore:
             )
             row.epochs = epochs
             row.artifacts = [ArtifactRow(**a.__dict__) for a in artifacts]
+            row.predictions = [p.to_row() for p in predictions]
             session.add(row)
             session.flush()
             source.id = row.id
@@ -194,26 +173,24 @@ class ResultStore:
         with Session(self.engine, expire_on_commit=False) as session:
             return list(session.scalars(query))
 
-    def ranked(
-        self,
-        study_name: str,
-        limit: int | None = None,
-        rule: Sequence[str] = RANKING,
-        *,
-        min_specificity: float = MIN_SPECIFICITY,
-    ) -> list[TrialRow]:
-        """Completed validation rows, best first: those reaching ``min_specificity`` first, each
-        group ordered by ``rule`` (descending, nulls last)."""
-        columns = [getattr(TrialRow, name) for name in rule]
+    def ranked(self, study_name: str, limit: int | None = None, ranking: Ranking = DEFAULT_RANKING) -> list[TrialRow]:
+        """Completed validation rows, best first under ``ranking``."""
         query = (
             select(TrialRow)
             .where(TrialRow.study_name == study_name, TrialRow.split == "val", TrialRow.state == "COMPLETE")
-            .order_by(below_floor(min_specificity), *[c.desc().nulls_last() for c in columns], TrialRow.trial_number)
+            .order_by(*ranking.order_by())
             .options(selectinload(TrialRow.artifacts))
             .limit(limit)
         )
         with Session(self.engine, expire_on_commit=False) as session:
             return list(session.scalars(query))
+
+    def predictions(self, study_name: str, rows: Sequence[TrialRow]) -> dict[int, Predictions]:
+        """The stored probabilities of these rows (validation or out-of-fold), by trial number."""
+        ids = {r.id: r.trial_number for r in rows}
+        query = select(PredictionRow).where(PredictionRow.trial_id.in_(list(ids)))
+        with Session(self.engine) as session:
+            return {ids[p.trial_id]: Predictions.from_row(p) for p in session.scalars(query)}
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from leaderboard import data as D
+from search.store import Ranking
 from tests.leaderboard_tests.conftest import WINNER
 
 
@@ -22,20 +23,22 @@ def test_studies_are_listed(engine: Engine) -> None:
     assert set(D.studies(engine)) == {"demo", "second"}
 
 
-def test_default_rule_ranks_by_sensitivity_then_focus_then_auc(engine: Engine) -> None:
+def test_default_rule_ranks_by_sensitivity_at_the_target_then_focus_then_auc(engine: Engine) -> None:
     frame, total = D.ranking(engine, "demo", page_size=500)
     assert frame.iloc[0]["trial_number"] == WINNER
     assert set(frame["state"]) == {"COMPLETE"}
     assert total == len(frame)
-    keys = list(zip(frame["covid_sensitivity"], frame["lung_focus"], frame["roc_auc"], strict=True))
+    keys = list(zip(frame["op_sensitivity"], frame["lung_focus"], frame["covid_auc"], strict=True))
     assert keys == sorted(keys, reverse=True)
+    low, high = frame["op_sensitivity_low"], frame["op_sensitivity_high"]
+    assert ((low <= frame["op_sensitivity"]) & (frame["op_sensitivity"] <= high) & (high - low > 0.02)).all()
     assert frame["rank"].tolist() == list(range(1, total + 1))
 
 
 def test_a_changed_rule_changes_the_order(engine: Engine) -> None:
-    frame, _ = D.ranking(engine, "demo", rule=("loss",), page_size=500)
+    frame, _ = D.ranking(engine, "demo", rule=Ranking(("loss",)), page_size=500)
     assert frame["loss"].is_monotonic_increasing, "lower loss is better"
-    frame, _ = D.ranking(engine, "demo", rule=("accuracy", "covid_sensitivity"), page_size=500)
+    frame, _ = D.ranking(engine, "demo", rule=Ranking(("accuracy", "covid_sensitivity")), page_size=500)
     assert frame["accuracy"].is_monotonic_decreasing
 
 
@@ -68,38 +71,47 @@ def test_filter_choices(engine: Engine) -> None:
     assert "DenseNet121" in choices["backbones"]
 
 
-@pytest.mark.parametrize("rule", [(), ("covid_sensitivity", "popularity")])
-def test_bad_rules_are_refused(engine: Engine, rule: tuple[str, ...]) -> None:
-    with pytest.raises(ValueError, match="A ranking rule must list columns among covid_sensitivity"):
-        D.ranking(engine, "demo", rule=rule)
+def test_the_study_decides_its_default_rule(engine: Engine) -> None:
+    assert D.study_ranking(engine, "demo").keys[0] == "op_sensitivity"  # no stored space: the default
 
 
 def test_rule_text() -> None:
-    assert D.rule_text(("covid_sensitivity", "loss")) == (
-        "Ranked by COVID sensitivity ↓, then validation loss ↑ (unknown values last; trials below COVID "
+    assert D.rule_text(Ranking(("covid_sensitivity", "loss"))) == (
+        "Ranked by COVID sensitivity ↓, then validation loss ↑ (unknown values last; trials below argmax COVID "
         "specificity 0.50 rank after the others; validation split only)."
     )
-    assert D.rule_text(("loss",), 0.0) == "Ranked by validation loss ↑ (unknown values last; validation split only)."
+    assert (
+        D.rule_text(Ranking(("loss",), 0.0))
+        == "Ranked by validation loss ↑ (unknown values last; validation split only)."
+    )
 
 
 def _top(**changes: object) -> pd.DataFrame:
     row = {"trial_number": 7, "backbone": "DenseNet121", "scheme": "three", "covid_sensitivity": 0.95,
-           "lung_focus": 0.41, "roc_auc": 0.98, "below_floor": False, "lung_focus_ratio": 1.3}  # fmt: skip
+           "op_sensitivity": 0.925, "op_sensitivity_low": 0.87, "op_sensitivity_high": 0.96, "op_specificity": 0.95,
+           "covid_threshold": 0.31, "covid_auc": 0.99, "lung_focus": 0.41, "roc_auc": 0.98, "below_floor": False,
+           "lung_focus_ratio": 1.3}  # fmt: skip
     return pd.DataFrame([{**row, **changes}])
 
 
 @pytest.mark.parametrize(
     ("changes", "says", "does_not_say"),
     [
-        ({}, "COVID sensitivity 0.950, lung focus 0.410, validation AUC 0.980", " — "),
+        (
+            {},
+            "COVID sensitivity 0.925 [95% CI 0.87, 0.96] at specificity 0.950 (threshold 0.310), COVID AUC 0.990, "
+            "lung focus 0.410",
+            " — ",
+        ),
+        ({"op_sensitivity": None}, "COVID sensitivity 0.950 (argmax), COVID AUC 0.990", "threshold"),
         ({"below_floor": True}, "— below the specificity floor", "uniform map"),
         (
             {"lung_focus_ratio": 0.86},
             "no more in the lungs than a uniform map's (lung focus / lung area 0.86)",
             "floor",
         ),
-        ({"lung_focus_ratio": 1.0}, "validation AUC 0.980", "uniform map"),  # a flat map's ratio: not below it
-        ({"lung_focus": None, "lung_focus_ratio": None}, "lung focus —,", "uniform map"),
+        ({"lung_focus_ratio": 1.0}, "lung focus 0.410", "uniform map"),  # a flat map's ratio: not below it
+        ({"lung_focus": None, "lung_focus_ratio": None}, "lung focus —", "uniform map"),
     ],
 )
 def test_the_top_line_names_what_could_make_the_winner_a_trap(
@@ -124,28 +136,32 @@ def _with_degenerate_trial(tmp_path: Path) -> str:
     make_synthetic_study(url, "d", 20, seed=6)
     row = config_row("d", 100, TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three"), "COMPLETE")
     row.covid_sensitivity, row.covid_specificity, row.accuracy, row.lung_focus = 1.0, 0.0, 0.333, 0.9
+    row.op_sensitivity, row.op_specificity = 0.06, 0.95  # at a fixed specificity, hardly any COVID case is found
     ResultStore(url).record(row)
     return url
 
 
+ARGMAX = Ranking(("covid_sensitivity", "lung_focus", "roc_auc"))
+
+
 def test_a_model_that_calls_everything_covid_ranks_after_real_models(tmp_path: Path) -> None:
     engine = D.read_only_engine(_with_degenerate_trial(tmp_path))
-    frame, _ = D.ranking(engine, "d", page_size=100)
+    frame, _ = D.ranking(engine, "d", rule=ARGMAX, page_size=100)
     assert frame.iloc[-1]["trial_number"] == 100 and frame.iloc[-1]["below_floor"]
     assert not frame.iloc[:-1]["below_floor"].any()
     keys = list(zip(frame["covid_sensitivity"][:-1], frame["lung_focus"][:-1], strict=True))
     assert keys == sorted(keys, reverse=True), "the rule still orders the trials above the floor"
-    unguarded, _ = D.ranking(engine, "d", page_size=100, min_specificity=0.0)
+    unguarded, _ = D.ranking(engine, "d", rule=Ranking(ARGMAX.keys, 0.0), page_size=100)
     assert unguarded.iloc[0]["trial_number"] == 100 and not unguarded["below_floor"].any()
-    strict, _ = D.ranking(engine, "d", page_size=100, min_specificity=1.0)
+    strict, _ = D.ranking(engine, "d", rule=Ranking(ARGMAX.keys, 1.0), page_size=100)
     assert strict["below_floor"].all(), "no synthetic trial reaches specificity 1.0"
     assert strict["trial_number"].tolist() == unguarded["trial_number"].tolist(), "all below: the rule alone"
 
 
-@pytest.mark.parametrize("floor", [-0.1, 1.5])
-def test_a_bad_specificity_floor_is_refused(engine: Engine, floor: float) -> None:
-    with pytest.raises(ValueError, match=rf"minimum COVID specificity must lie in \[0, 1\], but got {floor}\."):
-        D.ranking(engine, "demo", min_specificity=floor)
+def test_at_a_fixed_specificity_a_degenerate_model_sinks_without_the_floor(tmp_path: Path) -> None:
+    engine = D.read_only_engine(_with_degenerate_trial(tmp_path))
+    frame, _ = D.ranking(engine, "d", rule=Ranking(min_specificity=0.0), page_size=100)
+    assert frame.iloc[-1]["trial_number"] == 100, "its sensitivity at specificity 0.95 is 0.06"
 
 
 def test_pareto_front_by_hand() -> None:
@@ -156,7 +172,7 @@ def test_pareto_front_by_hand() -> None:
 def test_trial_detail(engine: Engine) -> None:
     detail = D.trial_detail(engine, "demo", WINNER)
     assert detail is not None and detail.state == "COMPLETE"
-    assert detail.metrics["covid_sensitivity"] == 0.99
+    assert detail.metrics["op_sensitivity"] == 119 / 120
     assert detail.confusion is not None and len(detail.confusion) == 3
     assert detail.roc == ([0.0, 0.1, 1.0], [0.0, 0.9, 1.0])
     assert list(detail.epochs["epoch"]) == list(range(len(detail.epochs)))
@@ -183,7 +199,7 @@ def test_both_engines_rank_side_by_side_and_filter_apart(tmp_path: Path) -> None
     config = TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three")
     row = config_row("mixed", 0, config, "COMPLETE", engine="keras-tuner")  # the same number as an Optuna trial
     row.covid_sensitivity, row.lung_focus, row.roc_auc, row.accuracy = 1.0, 0.99, 0.99, 0.97
-    row.covid_specificity = 0.95
+    row.covid_specificity, row.op_sensitivity, row.op_specificity = 0.95, 1.0, 0.95
     ResultStore(url).record(row)
     engine = D.read_only_engine(url)
     frame, _ = D.ranking(engine, "mixed", page_size=100)

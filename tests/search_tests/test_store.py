@@ -1,16 +1,24 @@
-"""search.store: the ranking every command shares (launch summary, default winner, kept models)."""
+"""search.store: the one ranking every command shares (leaderboard, launch summary, default winner, kept models)."""
 
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 
 import pytest
 
-from search._recording import _rank_key
 from search._records import find_trial
 from search.space import TrialConfig
-from search.store import MIN_SPECIFICITY, ResultStore, check_min_specificity, config_row, meets_floor
+from search.store import (
+    DEFAULT_RANKING,
+    MIN_SPECIFICITY,
+    Ranking,
+    ResultStore,
+    check_min_specificity,
+    config_row,
+    meets_floor,
+)
 
 CONFIG = TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three")
 
@@ -26,46 +34,68 @@ def _store(path: Path, trials: list[tuple[float, float | None]]) -> ResultStore:
     return store
 
 
+ARGMAX = Ranking(("covid_sensitivity", "lung_focus", "roc_auc"))
+
+
 def test_ranked_puts_trials_below_the_specificity_floor_last(tmp_path: Path) -> None:
     store = _store(tmp_path / "r.db", [(1.0, 0.0), (0.9, 0.95), (0.95, 0.9), (0.99, None)])
-    assert [r.trial_number for r in store.ranked("s")] == [2, 1, 0, 3]
-    assert [r.trial_number for r in store.ranked("s", min_specificity=0.0)] == [0, 2, 1, 3]
+    assert [r.trial_number for r in store.ranked("s", ranking=ARGMAX)] == [2, 1, 0, 3]
+    unguarded = Ranking(ARGMAX.keys, min_specificity=0.0)
+    assert [r.trial_number for r in store.ranked("s", ranking=unguarded)] == [0, 2, 1, 3]
 
 
 def test_the_default_winner_is_a_real_model_and_a_degenerate_one_is_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = _store(tmp_path / "mixed.db", [(1.0, 0.0), (0.9, 0.95)])
-    assert find_trial(store, "s", None).trial_number == 1
+    assert find_trial(store, "s", None, ranking=ARGMAX).trial_number == 1
     assert capsys.readouterr().err == ""
     only_degenerate = _store(tmp_path / "degenerate.db", [(1.0, 0.1)])
-    assert find_trial(only_degenerate, "s", None).trial_number == 0
+    assert find_trial(only_degenerate, "s", None, ranking=ARGMAX).trial_number == 0
     warning = capsys.readouterr().err
     assert "no completed trial of 's' reaches COVID specificity 0.50" in warning
     assert "the top-ranked trial 0 has 0.10 " in warning
 
 
+# Few distinct values, so ties are common; None stands for an unmeasured figure.
+_VALUES = {
+    "covid_specificity": [None, 0.3, 0.5, 0.9, 0.95],
+    "op_sensitivity": [None, 0.9, 0.95, 1.0],
+    "lung_focus": [None, 0.3, 0.4],
+    "covid_auc": [None, 0.98, 0.99],
+    "covid_sensitivity": [None, 0.9, 1.0],
+    "loss": [None, 0.1, 0.2],
+}
+
+
 @pytest.mark.parametrize(
-    ("specificity", "values", "other_specificity", "other_values", "first_wins"),
+    "ranking",
     [
-        (0.9, (0.9, 0.3, 0.9), 0.0, (1.0, 0.9, 0.99), True),  # the floor comes before the rule
-        (0.9, (0.9, 0.3, 0.9), 0.9, (1.0, None, 0.5), False),  # then sensitivity
-        (0.9, (0.9, None, 0.9), 0.9, (0.9, 0.1, 0.5), False),  # unknown focus ranks last
-        (None, (1.0, 1.0, 1.0), 0.5, (0.1, 0.1, 0.1), False),  # unknown specificity is below the floor
+        DEFAULT_RANKING,
+        ARGMAX,
+        Ranking(("loss", "op_sensitivity")),  # ascending first key
+        Ranking(("covid_sensitivity",), min_specificity=0.0),
+        Ranking(("op_sensitivity", "lung_focus", "covid_auc"), min_specificity=0.95),
     ],
 )
-def test_the_python_rank_key_agrees_with_the_sql_order(
-    specificity: float | None,
-    values: tuple[float | None, ...],
-    other_specificity: float | None,
-    other_values: tuple[float | None, ...],
-    first_wins: bool,
-) -> None:
-    assert (_rank_key(specificity, values) > _rank_key(other_specificity, other_values)) is first_wins
+def test_the_python_key_orders_exactly_as_sql_does(tmp_path: Path, ranking: Ranking) -> None:
+    rng = random.Random(7)
+    store = ResultStore(f"sqlite:///{tmp_path / 'random.db'}")
+    store.create_schema()
+    for number in range(120):
+        row = config_row("s", number, CONFIG, "COMPLETE", engine=rng.choice(["optuna", "keras-tuner"]))
+        for name, choices in _VALUES.items():
+            setattr(row, name, rng.choice(choices))
+        store.record(row)
+    in_sql = [(r.engine, r.trial_number) for r in store.ranked("s", ranking=ranking)]
+    in_python = [(r.engine, r.trial_number) for r in sorted(store.trials("s"), key=ranking.key)]
+    assert in_sql == in_python
 
 
-def test_unknown_values_make_the_lowest_rank_key() -> None:
-    assert _rank_key(None, (None,)) == (0.0, -math.inf)
+def test_the_key_reads_mappings_and_treats_nan_as_unknown() -> None:
+    known = {"trial_number": 1, "engine": "optuna", "covid_specificity": 0.9, "op_sensitivity": 0.9}
+    unknown = {**known, "trial_number": 0, "op_sensitivity": math.nan}
+    assert DEFAULT_RANKING.key(known) < DEFAULT_RANKING.key(unknown)
 
 
 def test_meets_floor() -> None:
@@ -76,3 +106,11 @@ def test_meets_floor() -> None:
 def test_a_bad_floor_is_refused(floor: float) -> None:
     with pytest.raises(ValueError, match=r"The minimum COVID specificity must lie in \[0, 1\], but got"):
         check_min_specificity(floor)
+    with pytest.raises(ValueError, match=r"The minimum COVID specificity must lie in \[0, 1\], but got"):
+        Ranking(min_specificity=floor)
+
+
+@pytest.mark.parametrize("keys", [(), ("covid_sensitivity", "popularity")])
+def test_bad_rules_are_refused(keys: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match=r"A ranking must list columns among op_sensitivity, .*, but got \["):
+        Ranking(keys)

@@ -1,0 +1,127 @@
+"""``Ranking``: the one definition of "better trial", as an SQL ``ORDER BY`` and as a Python key.
+
+The leaderboard sorts in SQL (10,000 trials, one indexed query per page); the launch summary,
+export's default winner and the kept-models decision compare trials in Python. Both come
+from the same value, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, case
+
+from search.store._schema import TrialRow
+
+__all__ = [
+    "DEFAULT_RANKING",
+    "DIRECTIONS",
+    "MIN_SPECIFICITY",
+    "Ranking",
+    "check_min_specificity",
+    "meets_floor",
+]
+
+# Columns a ranking may sort on, and their direction (True: higher is better).
+DIRECTIONS: dict[str, bool] = {
+    "op_sensitivity": True,
+    "op_sensitivity_low": True,
+    "op_specificity": True,
+    "op_specificity_low": True,
+    "covid_sensitivity": True,
+    "covid_sensitivity_low": True,
+    "lung_focus": True,
+    "lung_focus_ratio": True,
+    "pointing_game": True,
+    "roc_auc": True,
+    "covid_auc": True,
+    "covid_specificity": True,
+    "covid_ppv": True,
+    "covid_npv": True,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "loss": False,
+    "wall_time_s": False,
+    "params": False,
+}
+
+# Sensitivity alone rewards a model that calls every X-ray COVID (sensitivity 1.0, specificity
+# 0.0): searches do produce such models. Under a rule that sorts on argmax figures, trials below
+# this COVID specificity rank after every trial that reaches it; they are kept and shown. The
+# default rule ranks at a fixed specificity already, where the floor changes nothing for a real
+# model (argmax specificities sit far above it) and still sinks a degenerate one.
+MIN_SPECIFICITY = 0.5
+
+
+def check_min_specificity(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"The minimum COVID specificity must lie in [0, 1], but got {value}.")
+    return value
+
+
+def meets_floor(specificity: float | None, min_specificity: float = MIN_SPECIFICITY) -> bool:
+    """Whether a trial ranks among the trials that reach the specificity floor (unknown: no)."""
+    return specificity is not None and specificity >= min_specificity
+
+
+def _value(row: Any, name: str) -> float | None:
+    value = row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Trials that reach ``min_specificity`` first; within each group, ``keys`` in order (each in
+    its own direction, unknown values last); then trial number and engine."""
+
+    keys: tuple[str, ...] = ("op_sensitivity", "lung_focus", "covid_auc")
+    min_specificity: float = MIN_SPECIFICITY
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.keys if k not in DIRECTIONS]
+        if unknown or not self.keys:
+            raise ValueError(
+                f"A ranking must list columns among {', '.join(DIRECTIONS)}, but got {list(self.keys)}."
+            )
+        check_min_specificity(self.min_specificity)
+
+    @classmethod
+    def for_figure(cls, figure: str, min_specificity: float = MIN_SPECIFICITY) -> Ranking:
+        """The default rule around a study's ranked figure (see ``OperatingTarget.ranked_figure``)."""
+        return cls((figure, "lung_focus", "covid_auc"), min_specificity)
+
+    def with_keys(self, keys: Sequence[str]) -> Ranking:
+        return Ranking(tuple(keys), self.min_specificity)
+
+    def below_floor(self) -> ColumnElement[int]:
+        """1 for rows below the specificity floor (or without a specificity), else 0."""
+        return case((TrialRow.covid_specificity >= self.min_specificity, 0), else_=1)
+
+    def order_by(self) -> list[ColumnElement[Any]]:
+        """The SQL sort clauses, best row first."""
+        order = [
+            getattr(TrialRow, k).desc().nulls_last() if DIRECTIONS[k] else getattr(TrialRow, k).asc().nulls_last()
+            for k in self.keys
+        ]
+        return [self.below_floor(), *order, TrialRow.trial_number, TrialRow.engine]
+
+    def key(self, row: Any) -> tuple[Any, ...]:
+        """A Python sort key (ascending: best first) over a row, an object or a mapping, that
+        orders exactly as :meth:`order_by` does in SQL."""
+        parts: list[Any] = [0 if meets_floor(_value(row, "covid_specificity"), self.min_specificity) else 1]
+        for name in self.keys:
+            value = _value(row, name)
+            parts.append((1, 0.0) if value is None else (0, -value if DIRECTIONS[name] else value))
+        return (*parts, _value(row, "trial_number") or 0, str(_get(row, "engine") or ""))
+
+
+def _get(row: Any, name: str) -> Any:
+    return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
+
+
+DEFAULT_RANKING = Ranking()

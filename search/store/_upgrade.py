@@ -1,0 +1,48 @@
+"""Upgrading an older results database in place, with Alembic's operations.
+
+Every change since version 3 adds nullable columns, tables or indexes, so an upgrade adds
+what is missing and keeps every row; the version is stamped last, in the same transaction.
+"""
+
+from __future__ import annotations
+
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import Column, Engine, Table, inspect, select, update
+
+from search.store._schema import SCHEMA_VERSION, Base, SchemaRow, TrialRow
+
+__all__ = ["OLDEST_UPGRADABLE", "upgrade_schema"]
+
+OLDEST_UPGRADABLE = 3
+
+
+def upgrade_schema(engine: Engine) -> tuple[int, int]:
+    """Bring the results tables to :data:`SCHEMA_VERSION`; return (version before, version after)."""
+    with engine.begin() as conn:
+        has_schema = inspect(conn).has_table(SchemaRow.__tablename__)
+        found = conn.execute(select(SchemaRow.value).where(SchemaRow.key == "version")).scalar() if has_schema else None
+        if found is None:
+            raise ValueError("The database must hold cxr-search results tables to upgrade, but it has none.")
+        before = int(found)
+        if before == SCHEMA_VERSION:
+            return before, before
+        if not OLDEST_UPGRADABLE <= before < SCHEMA_VERSION:
+            raise ValueError(
+                f"The results schema must be a version from {OLDEST_UPGRADABLE} to {SCHEMA_VERSION} to upgrade, "
+                f"but it is {before}."
+            )
+        Base.metadata.create_all(conn)  # new tables only; existing ones are left as they are
+        ops = Operations(MigrationContext.configure(conn))
+        table: Table = TrialRow.__table__  # type: ignore[assignment]
+        have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have:
+                assert column.nullable, f"a column added by an upgrade must be nullable: {column.name}"
+                ops.add_column(table.name, Column(column.name, column.type, nullable=True))
+        indexes = {i["name"] for i in inspect(conn).get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn)
+        conn.execute(update(SchemaRow).where(SchemaRow.key == "version").values(value=str(SCHEMA_VERSION)))
+    return before, SCHEMA_VERSION

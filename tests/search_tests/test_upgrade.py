@@ -1,0 +1,78 @@
+"""search.store upgrade: a results database of the previous schema version keeps its rows and gains the new columns."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from search._errors import SearchError
+from search.space import TrialConfig
+from search.store import SCHEMA_VERSION, ResultStore, config_row
+from tests.conftest import REPO
+
+CONFIG = TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three")
+ADDED_IN_4 = (
+    "covid_sensitivity_low", "covid_sensitivity_high", "covid_specificity_low", "covid_specificity_high", "op_target",
+    "covid_threshold", "op_sensitivity", "op_sensitivity_low", "op_sensitivity_high", "op_specificity",
+    "op_specificity_low", "op_specificity_high", "folds", "fold_spread_json",
+)  # fmt: skip
+
+
+def _version_3(path: Path) -> str:
+    """A results database as version 3 left it, with two trials in it."""
+    url = f"sqlite:///{path}"
+    store = ResultStore(url)
+    store.create_schema()
+    for number, sensitivity in enumerate((0.9, 0.95)):
+        row = config_row("old", number, CONFIG, "COMPLETE")
+        row.covid_sensitivity, row.covid_specificity = sensitivity, 0.9
+        store.record(row)
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_cxr_trials_rank_op"))
+        conn.execute(text("DROP TABLE cxr_predictions"))
+        for column in ADDED_IN_4:
+            conn.execute(text(f"ALTER TABLE cxr_trials DROP COLUMN {column}"))
+        conn.execute(text("UPDATE cxr_schema SET value = '3' WHERE key = 'version'"))
+    store.dispose()
+    return url
+
+
+def _upgrade(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "search.store", "upgrade", "--storage", url],
+        capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+
+
+def test_an_older_database_is_refused_with_the_command_that_upgrades_it(tmp_path: Path) -> None:
+    url = _version_3(tmp_path / "old.db")
+    with pytest.raises(SearchError, match=r"must be version 4, but .* has version 3; upgrade it in place with: "):
+        ResultStore(url).check_schema()
+
+
+def test_the_upgrade_keeps_every_row_and_adds_what_version_4_needs(tmp_path: Path) -> None:
+    url = _version_3(tmp_path / "old.db")
+    done = _upgrade(url)
+    assert done.returncode == 0, done.stderr
+    assert f"from results schema version 3 to {SCHEMA_VERSION}" in done.stdout
+    store = ResultStore(url)
+    store.check_schema()
+    rows = store.trials("old")
+    assert [(r.trial_number, r.covid_sensitivity) for r in rows] == [(0, 0.9), (1, 0.95)]
+    assert rows[0].op_sensitivity is None, "old trials have no operating point: they rank as unknown"
+    new = config_row("old", 2, CONFIG, "COMPLETE")
+    new.op_sensitivity, new.covid_specificity = 0.97, 0.9
+    store.record(new)
+    assert store.ranked("old")[0].trial_number == 2
+    again = _upgrade(url)
+    assert again.returncode == 0 and "already at results schema version 4" in again.stdout
+
+
+def test_a_database_without_results_tables_is_not_upgraded(tmp_path: Path) -> None:
+    done = _upgrade(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert done.returncode == 1
+    assert "must hold cxr-search results tables to upgrade, but it has none" in done.stderr
