@@ -206,11 +206,7 @@ def ranking(
     with Session(engine) as session:
         total = session.scalar(select(func.count()).select_from(TrialRow).where(*conditions)) or 0
         rows = session.execute(
-            select(*columns)
-            .where(*conditions)
-            .order_by(*rule.order_by())
-            .offset(page * page_size)
-            .limit(page_size)
+            select(*columns).where(*conditions).order_by(*rule.order_by()).offset(page * page_size).limit(page_size)
         ).all()
     frame = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, "below_floor"])
     frame["below_floor"] = frame["below_floor"].astype(bool) & frame["covid_sensitivity"].notna()

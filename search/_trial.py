@@ -6,7 +6,7 @@ import gc
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -24,7 +24,7 @@ from search.space import TrialConfig
 from search.store import Predictions
 from search.train import FitResult, Reporter, fit_model
 
-__all__ = ["TrialData", "TrialOutcome", "run_trial"]
+__all__ = ["TrialData", "TrialOutcome", "refit_trial", "run_trial"]
 
 
 @dataclass
@@ -223,3 +223,38 @@ def run_trial(
             del built
             keras.backend.clear_session()
             gc.collect()
+
+
+def refit_trial(config: TrialConfig, data: TrialData, epochs: int) -> keras.Model:
+    """Train ``config`` again on train+validation for exactly ``epochs`` epochs (what early
+    stopping found), the way the trial trained: same seed, phases and learning rates.
+
+    Nothing is measured here: the validation images are training images now. The test split
+    stays out, as everywhere.
+    """
+    if epochs < 1:
+        raise ValueError(f"`epochs >= 1` must hold for a refit, but got {epochs}.")
+    keras.backend.clear_session()
+    apply_precision()
+    global_state = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(config.seed)
+    try:
+        split = data.split(config.scheme)
+        merged = np.sort(np.concatenate([split.indices["train"], split.indices["val"]]))
+        split = replace(split, indices={**split.indices, "train": merged})
+        built = build_model(config, split.scheme.num_classes)
+        feed = TrialFeed(
+            built=built,
+            config=config,
+            split=split,
+            arrays=data.arrays(config.image_size, config.crop),
+            dataset=data.manifest.fingerprint,
+            weights=resolve_weights(built.spec, config.weights, config.image_size),
+            cache=data.feature_cache,
+            use_features=data.use_features,
+        )
+        fit_model(built, replace(config, max_epochs=epochs), feed, early_stopping=False)
+        return built.model
+    finally:
+        random.setstate(global_state[0])
+        np.random.set_state(global_state[1])

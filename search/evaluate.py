@@ -1,27 +1,95 @@
 """``python -m search.evaluate --study NAME --trial N``: the one place the test split is used.
 
 Writes the trial's test metrics to the results store as a row with ``split = 'test'``; they
-are shown next to the validation figures and never used to rank.
+are shown next to the validation figures and never used to rank. The COVID decision is the
+trial's own operating point: the threshold chosen on its validation images for the study's
+target, applied unchanged to the test images.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cxrdata import DatasetError, ImageArrays, Manifest, Split
 from search._errors import SearchError
 from search._study import StudyInfo
-from search.metrics import TrialMetrics
+from search.metrics import OperatingTarget, TrialMetrics
 from search.space import TrialConfig
 from search.store import ResultStore, TrialRow
 
-__all__ = ["Evaluation", "evaluate_trial", "main"]
+__all__ = [
+    "Evaluation",
+    "StudyData",
+    "evaluate_trial",
+    "main",
+    "predict",
+    "row_target",
+    "study_data",
+    "usable_test_indices",
+]
+
+
+@dataclass
+class StudyData:
+    """A study's dataset on this machine: what it was created with, checked by fingerprint."""
+
+    info: StudyInfo
+    store: ResultStore
+    manifest: Manifest
+    trial_data: Any  # search._trial.TrialData (TensorFlow loads only when it is used)
+
+    def split(self, row: TrialRow) -> Split:
+        """The split the trial was trained on (refused if the data or the split changed since)."""
+        config = TrialConfig.from_json(row.config_json)
+        split: Split = self.trial_data.split(config.scheme)
+        if split.fingerprint != row.split_fingerprint:
+            raise SearchError(
+                f"The split must be the one the trial was trained on, but its fingerprint is {split.fingerprint} "
+                f"and trial {row.trial_number} recorded {row.split_fingerprint}."
+            )
+        return split
+
+    def arrays(self, image_size: int, crop: float) -> ImageArrays:
+        arrays: ImageArrays = self.trial_data.arrays(image_size, crop)
+        return arrays
+
+
+def study_data(storage: str, study: str, data: str | None = None) -> StudyData:
+    from search._records import study_info, study_manifest
+    from search._trial import TrialData
+
+    info = study_info(storage, study)
+    manifest = study_manifest(data or info.data_path, info.cache_dir, info.dataset_fingerprint)
+    trial_data = TrialData(manifest, cache_dir=Path(info.cache_dir), split_seed=info.split_seed)
+    return StudyData(info, ResultStore(storage), manifest, trial_data)
+
+
+def row_target(row: TrialRow, info: StudyInfo) -> OperatingTarget:
+    """The operating target the trial's threshold was chosen for (the study's, for older rows)."""
+    if row.op_target:
+        kind, value = row.op_target.split()
+        return OperatingTarget(kind, float(value))
+    return info.space.training.target
+
+
+def usable_test_indices(split: Split, arrays: ImageArrays, study: str) -> np.ndarray:
+    test = split.indices["test"][arrays.valid[split.indices["test"]]]
+    if len(test) == 0:
+        raise SearchError(f"The test split must hold images, but it is empty for study {study!r}.")
+    return np.asarray(test)
+
+
+def predict(model: Any, arrays: ImageArrays, indices: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
+    from cxrdata._pipeline import make_dataset
+
+    return np.asarray(model.predict(make_dataset(arrays, indices, labels, batch_size=batch_size), verbose=0))
 
 
 @dataclass
@@ -41,44 +109,34 @@ def evaluate_trial(storage: str, study: str, trial: int | None, *, data: str | N
     """Measure a stored model on the test split and store the figures as a ``split='test'`` row."""
     import keras
 
-    from cxrdata._pipeline import make_dataset
-    from search._records import download_model, find_trial, study_info, study_manifest
-    from search._trial import TrialData
+    from search._recording import metrics_to_row
+    from search._records import download_model, find_trial
     from search.metrics import compute_metrics
 
-    info = study_info(storage, study)
-    store = ResultStore(storage)
-    row = find_trial(store, study, trial)
+    sd = study_data(storage, study, data)
+    row = find_trial(sd.store, study, trial, ranking=sd.info.ranking)
     config = TrialConfig.from_json(row.config_json)
-    manifest = study_manifest(data or info.data_path, info.cache_dir, info.dataset_fingerprint)
-    trial_data = TrialData(manifest, cache_dir=Path(info.cache_dir), split_seed=info.split_seed)
-    split = trial_data.split(config.scheme)
-    if split.fingerprint != row.split_fingerprint:
-        raise SearchError(
-            f"The split must be the one the trial was trained on, but its fingerprint is {split.fingerprint} "
-            f"and trial {row.trial_number} recorded {row.split_fingerprint}."
-        )
-    arrays = trial_data.arrays(config.image_size, config.crop)
-    model = keras.models.load_model(download_model(row, info), safe_mode=True)
-    test = split.indices["test"][arrays.valid[split.indices["test"]]]
-    if len(test) == 0:
-        raise SearchError(f"The test split must hold images, but it is empty for study {study!r}.")
-    proba = model.predict(make_dataset(arrays, test, split.labels, batch_size=config.batch_size), verbose=0)
-    metrics = compute_metrics(split.labels[test], proba, split.scheme.class_names, split="test")
+    split = sd.split(row)
+    arrays = sd.arrays(config.image_size, config.crop)
+    model = keras.models.load_model(download_model(row, sd.info), safe_mode=True)
+    test = usable_test_indices(split, arrays, study)
+    proba = predict(model, arrays, test, split.labels, config.batch_size)
+    metrics = compute_metrics(
+        split.labels[test],
+        proba,
+        split.scheme.class_names,
+        split="test",
+        target=row_target(row, sd.info),
+        threshold=row.covid_threshold,
+    )
     test_row = TrialRow(
         **{c.key: getattr(row, c.key) for c in TrialRow.__table__.columns if c.key not in ("id", "created_at")}
     )
     test_row.split = "test"
-    for name in ("accuracy", "balanced_accuracy", "covid_sensitivity", "covid_specificity", "covid_ppv"):
-        setattr(test_row, name, getattr(metrics, name))
-    for name in ("covid_npv", "covid_auc", "roc_auc"):
-        setattr(test_row, name, getattr(metrics, name))
+    metrics_to_row(test_row, metrics)
     test_row.loss = None
-    test_row.per_class_json = json.dumps(metrics.per_class)
-    test_row.confusion_json = json.dumps(metrics.confusion)
-    test_row.covid_roc_json = None if metrics.covid_roc is None else json.dumps(metrics.covid_roc)
-    store.record(test_row)
-    return Evaluation(row, metrics, model, split, arrays, info, manifest)
+    sd.store.record(test_row)
+    return Evaluation(row, metrics, model, split, arrays, sd.info, sd.manifest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,11 +151,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SearchError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Trial {done.row.trial_number} on the test split ({done.metrics.n} images):")
-    for name in ("accuracy", "covid_sensitivity", "covid_specificity", "covid_ppv", "roc_auc"):
-        value = getattr(done.metrics, name)
+    m = done.metrics
+    print(f"Trial {done.row.trial_number} on the test split ({m.n} images):")
+    for name in ("accuracy", "covid_sensitivity", "covid_specificity", "covid_ppv", "covid_auc", "roc_auc"):
+        value = getattr(m, name)
         print(f"  {name:<18} {'-' if value is None else f'{value:.3f}'}")
+    if m.operating is not None:
+        op = m.operating
+        print(
+            f"  at the validation threshold {op.threshold:.4f} (chosen for COVID {op.target.kind} {op.target.value:g}): "
+            f"sensitivity {_pct(op.sensitivity, op.sensitivity_ci)}, specificity {_pct(op.specificity, op.specificity_ci)}"
+        )
     return 0
+
+
+def _pct(value: float | None, ci: tuple[float, float] | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" + ("" if ci is None else f" [95% CI {ci[0]:.3f}, {ci[1]:.3f}]")
 
 
 if __name__ == "__main__":

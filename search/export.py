@@ -23,14 +23,32 @@ import numpy as np
 
 from cxrdata import DatasetError
 from search._errors import SearchError
-from search.store import MIN_SPECIFICITY, TrialRow, focus_like_flat_map, meets_floor
+from search.ensemble import Selection, build_ensemble, select_ensemble
+from search.evaluate import StudyData, predict, row_target, study_data, usable_test_indices
+from search.metrics import COVID_LABEL, OperatingTarget, TrialMetrics, compute_metrics
+from search.space import TrialConfig
+from search.store import MIN_SPECIFICITY, Predictions, ResultStore, TrialRow, focus_like_flat_map, meets_floor
 
-__all__ = ["FORMATS", "KERAS_TOLERANCE", "TFLITE_TOLERANCE", "ExportResult", "export", "main", "result_caveats"]
+__all__ = [
+    "DEFAULT_ENSEMBLE",
+    "FORMATS",
+    "KERAS_TOLERANCE",
+    "TFLITE_TOLERANCE",
+    "ExportResult",
+    "export",
+    "main",
+    "result_caveats",
+]
 
 FORMATS = ("keras", "savedmodel", "tflite")
 KERAS_TOLERANCE = 1e-5  # the same graph and weights reloaded: only float noise
 TFLITE_TOLERANCE = 1e-3  # TFLite fuses and reorders float ops; probabilities still agree to 3 decimals
 SAMPLE_IMAGES = 16
+DEFAULT_ENSEMBLE = 5  # candidates: the top trials with a saved model (launch keeps the top 5 by default)
+_FIGURES = (
+    "accuracy", "balanced_accuracy", "covid_sensitivity", "covid_specificity", "covid_ppv", "covid_npv", "covid_auc",
+    "roc_auc",
+)  # fmt: skip
 WARNING = (
     "Research model from an automated search. Not a medical device and not validated for clinical use; "
     "do not use it to diagnose, triage or exclude COVID-19 in patients."
@@ -139,53 +157,134 @@ def verify(out: Path, expected: np.ndarray, images: np.ndarray, files: dict[str,
     return diffs
 
 
-def _metrics_dict(row: Any) -> dict[str, Any]:
-    names = (
-        "accuracy",
-        "balanced_accuracy",
-        "covid_sensitivity",
-        "covid_specificity",
-        "covid_ppv",
-        "covid_npv",
-        "covid_auc",
-        "roc_auc",
+def _summary(m: TrialMetrics) -> dict[str, Any]:
+    """The figures of one split, flat, for the card (argmax figures, then the operating point)."""
+    out: dict[str, Any] = {
+        "split": m.split,
+        "n": m.n,
+        **{name: getattr(m, name) for name in _FIGURES},
+        "covid_sensitivity_ci": m.covid_sensitivity_ci,
+        "covid_specificity_ci": m.covid_specificity_ci,
+        "per_class": m.per_class,
+        "confusion": m.confusion,
+    }
+    op = m.operating
+    out["at_threshold"] = (
+        None
+        if op is None
+        else {
+            "threshold": op.threshold,
+            "sensitivity": op.sensitivity,
+            "sensitivity_ci": op.sensitivity_ci,
+            "specificity": op.specificity,
+            "specificity_ci": op.specificity_ci,
+        }
     )
-    out = {n: getattr(row, n) for n in names}
+    return out
+
+
+def _row_summary(row: TrialRow) -> dict[str, Any]:
+    """The validation figures a trial row stored (for trials recorded without their predictions)."""
+    out: dict[str, Any] = {"split": "val", "n": None, **{name: getattr(row, name) for name in _FIGURES}}
     out["per_class"] = json.loads(row.per_class_json) if row.per_class_json else None
     out["confusion"] = json.loads(row.confusion_json) if row.confusion_json else None
+    out["at_threshold"] = (
+        None
+        if row.covid_threshold is None
+        else {
+            "threshold": row.covid_threshold,
+            "sensitivity": row.op_sensitivity,
+            "sensitivity_ci": (row.op_sensitivity_low, row.op_sensitivity_high),
+            "specificity": row.op_specificity,
+            "specificity_ci": (row.op_specificity_low, row.op_specificity_high),
+        }
+    )
     return out
+
+
+def _f(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _with_ci(value: Any, ci: Any) -> str:
+    if value is None:
+        return "n/a"
+    return _f(value) + ("" if not ci or ci[0] is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
+
+
+def _metric_rows(val: dict[str, Any], test: dict[str, Any]) -> str:
+    rows = []
+    for side in (val, test):
+        op = side.get("at_threshold") or {}
+        side["_op_sens"] = _with_ci(op.get("sensitivity"), op.get("sensitivity_ci"))
+        side["_op_spec"] = _with_ci(op.get("specificity"), op.get("specificity_ci"))
+    for key, label in (
+        ("_op_sens", "COVID sensitivity at the threshold [95% CI]"),
+        ("_op_spec", "COVID specificity at the threshold [95% CI]"),
+        ("covid_auc", "COVID AUC"),
+        ("covid_sensitivity", "COVID sensitivity (argmax)"),
+        ("covid_specificity", "COVID specificity (argmax)"),
+        ("covid_ppv", "COVID PPV (argmax)"),
+        ("accuracy", "accuracy (argmax)"),
+        ("roc_auc", "AUC (macro OvR)"),
+    ):
+        cells = [v if isinstance(v := side.get(key), str) else _f(v) for side in (val, test)]
+        rows.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    for side in (val, test):
+        side.pop("_op_sens"), side.pop("_op_spec")
+    return "\n".join(rows)
+
+
+def _members_text(card: dict[str, Any]) -> str:
+    lines = [
+        f"  - trial {m['trial']} ({m['backbone']}, freeze {m['config']['freeze_depth']:g}, {m['image_size']} px): "
+        f"weight {m['weight']:.2f}"
+        for m in card["members"]
+    ]
+    return "\n".join(lines)
 
 
 def _markdown(card: dict[str, Any]) -> str:
     val, test = card["validation"], card["test"]
-
-    def f(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.3f}"
-
-    rows = "\n".join(
-        f"| {label} | {f(val[k])} | {f(test[k])} |"
-        for k, label in (("covid_sensitivity", "COVID sensitivity"), ("covid_specificity", "COVID specificity"),
-                         ("covid_ppv", "COVID PPV"), ("accuracy", "accuracy"), ("roc_auc", "AUC (macro OvR)"))
-    )  # fmt: skip
     caveats = "\n".join(f"- {c}" for c in card["caveats"]) or "- none found"
-    title = f"{card['config']['backbone']} ({card['scheme']} scheme), trial {card['trial']} of {card['study']}"
+    if card["kind"] == "ensemble":
+        title = f"ensemble of {len(card['members'])} trials of {card['study']} ({card['scheme']} scheme)"
+        what = (
+            "- Model: the weighted average of its members' probabilities (greedy ensemble selection with "
+            f"replacement on validation log loss, {card['selection']['rounds']} rounds, over the top "
+            f"{len(card['selection']['pool'])} trials with a stored model):\n{_members_text(card)}"
+        )
+    else:
+        m = card["members"][0]
+        title = f"{m['backbone']} ({card['scheme']} scheme), trial {m['trial']} of {card['study']}"
+        what = f"- Model: trial {m['trial']} of the study, one model."
+    if card["refit"]:
+        what += (
+            "\n- Refit: every member was trained again on train+validation for the epochs its early stopping "
+            "found; the threshold and the validation column come from the models before the refit."
+        )
+    decision = card["decision"]
     return f"""# Model card: {title}
 
 > **{WARNING}**
 
 Intended use: {INTENDED_USE}
 
+{what}
 - Classes (output order): {", ".join(card["classes"])}; COVID is output {card["covid_class_index"]}.
 - Input: {card["input"]["size"]}x{card["input"]["size"]} RGB, float32 in [0, 255]; decode any PNG/JPEG to 8-bit RGB,
   cut {card["input"]["crop_fraction_per_side"]:g} of each side, resize bilinearly (squash) to the input size.
   `python -m search.predict --model DIR IMAGE...` does exactly this.
-- Decision: {card["decision"]["rule"]}.
-- Lung focus (Grad-CAM energy inside the lungs): {f(card["lung_focus"])}.
+- Decision: {decision["rule"]}.
+- Lung focus (Grad-CAM energy inside the lungs): {_f(card["lung_focus"])}.
 - Dataset fingerprint {card["dataset"]["fingerprint"]}, split fingerprint {card["dataset"]["split_fingerprint"]}.
 
 | metric | validation | test (measured once, at export) |
 |---|---|---|
-{rows}
+{_metric_rows(val, test)}
+
+Validation figures chose the model and its threshold; only the test column is an estimate for new images
+from the same sources, and even it says nothing about other hospitals, devices or populations.
 
 Caveats (where a result could be a shortcut):
 {caveats}
@@ -194,7 +293,7 @@ Files: {", ".join(card["files"].values())}. Reloaded and checked against the tra
 """
 
 
-def _caveats(split: Any, manifest: Any, row: TrialRow) -> list[str]:
+def _caveats(split: Any, manifest: Any, choice: Any, validation: dict[str, Any]) -> list[str]:
     from cxrdata import leak_report
 
     report = leak_report(manifest, split)
@@ -204,7 +303,11 @@ def _caveats(split: Any, manifest: Any, row: TrialRow) -> list[str]:
     ]
     if report.cross_split_duplicates or report.cross_split_patients:
         out.append("Duplicates or patients cross the splits: test figures may be optimistic.")
-    return out + result_caveats(row.covid_specificity, row.lung_focus, row.lung_focus_ratio)
+    rows = [m.row for m in choice.members]
+    ratios = [r.lung_focus_ratio for r in rows]
+    focus = None if any(r.lung_focus is None for r in rows) else min(r.lung_focus for r in rows)
+    ratio = None if any(r is None for r in ratios) else min(r for r in ratios if r is not None)
+    return out + result_caveats(validation.get("covid_specificity"), focus, ratio)
 
 
 def result_caveats(specificity: float | None, lung_focus: float | None, focus_ratio: float | None) -> list[str]:
@@ -225,73 +328,274 @@ def result_caveats(specificity: float | None, lung_focus: float | None, focus_ra
     return out
 
 
+@dataclass
+class _Member:
+    row: TrialRow
+    config: TrialConfig
+    weight: float
+    predictions: Predictions | None
+
+
+@dataclass
+class _Choice:
+    members: list[_Member]
+    selection: Selection | None  # None for a single trial asked for by number
+    pool: list[int]  # trial numbers the selection chose from
+
+
+def _check_choice_args(trial: int | None, ensemble: int | None, members: Sequence[int] | None) -> None:
+    if ensemble is not None and ensemble < 1:
+        raise SearchError(f"`--ensemble >= 1` must hold (1 exports the top-ranked trial alone), but got {ensemble}.")
+    given = [
+        name
+        for name, value in (("--trial", trial), ("--ensemble", ensemble), ("--members", members))
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise SearchError(f"Give at most one of --trial, --ensemble and --members, but got {' and '.join(given)}.")
+    if members is not None and len(set(members)) != len(members):
+        raise SearchError(f"`--members` must name distinct trials, but got {list(members)}.")
+
+
+def _eligible(store: ResultStore, study: str, ranking: Any) -> list[TrialRow]:
+    """Completed trials with a stored model, best-ranked first."""
+    return [r for r in store.ranked(study, ranking=ranking) if any(a.kind == "model" for a in r.artifacts)]
+
+
+def _check_compatible(rows: Sequence[TrialRow]) -> None:
+    kinds = {(r.scheme, r.class_names_json, r.split_fingerprint) for r in rows}
+    if len(kinds) > 1:
+        named = ", ".join(f"{r.trial_number} ({r.scheme})" for r in rows)
+        raise SearchError(
+            "An ensemble's members must share one class scheme, class order and split, but trials "
+            f"{named} do not; name compatible trials with --members."
+        )
+
+
+def _choose(
+    sd: StudyData, study: str, trial: int | None, ensemble: int | None, members: Sequence[int] | None
+) -> _Choice:
+    from search._records import find_trial
+
+    if trial is not None:
+        row = find_trial(sd.store, study, trial)
+        found = sd.store.predictions(study, [row]).get(row.trial_number)
+        return _Choice([_Member(row, TrialConfig.from_json(row.config_json), 1.0, found)], None, [row.trial_number])
+    eligible = _eligible(sd.store, study, sd.info.ranking)
+    if not eligible:
+        raise SearchError(f"The study must have a completed trial with a saved model, but {study!r} has none yet.")
+    if members is not None:
+        by_number = {r.trial_number: r for r in eligible}
+        missing = [m for m in members if m not in by_number]
+        if missing:
+            raise SearchError(
+                f"`--members` must name completed trials of {study!r} with a saved model, but {missing} are not "
+                f"among them ({sorted(by_number)})."
+            )
+        pool = [by_number[m] for m in members]
+    else:
+        size = min(DEFAULT_ENSEMBLE, len(eligible)) if ensemble is None else ensemble
+        if size > len(eligible):
+            raise SearchError(
+                f"`--ensemble` must be at most the {len(eligible)} completed trial(s) of {study!r} with a saved "
+                f"model, but got {size}."
+            )
+        pool = eligible[:size]
+    _check_compatible(pool)
+    stored = sd.store.predictions(study, pool)
+    without = [r.trial_number for r in pool if r.trial_number not in stored]
+    if len(pool) > 1 and without:
+        raise SearchError(
+            f"Every ensemble candidate must have stored validation predictions, but trials {without} have none "
+            "(they were recorded by an older version); export one of them with --trial."
+        )
+    numbers = [r.trial_number for r in pool]
+    if len(pool) == 1:
+        row = pool[0]
+        return _Choice(
+            [_Member(row, TrialConfig.from_json(row.config_json), 1.0, stored.get(row.trial_number))], None, numbers
+        )
+    first = stored[pool[0].trial_number]
+    for r in pool[1:]:
+        other = stored[r.trial_number]
+        if not (np.array_equal(other.indices, first.indices) and np.array_equal(other.labels, first.labels)):
+            raise SearchError(
+                f"Ensemble candidates must be measured on the same validation images, but trials "
+                f"{pool[0].trial_number} and {r.trial_number} were not."
+            )
+    selection = select_ensemble([stored[n].proba for n in numbers], first.labels)
+    chosen = [
+        _Member(pool[i], TrialConfig.from_json(pool[i].config_json), selection.weights[i], stored[numbers[i]])
+        for i in selection.chosen
+    ]
+    return _Choice(chosen, selection, numbers)
+
+
+def _validation(
+    choice: _Choice, classes: Sequence[str], target: OperatingTarget, threshold: float | None
+) -> tuple[dict[str, Any], float | None]:
+    """The exported model's validation figures and its COVID threshold (chosen here unless given).
+
+    The ensemble's validation probabilities are its members' stored ones, weighted: exactly
+    what the averaged model outputs on those images.
+    """
+    from search.metrics import choose_threshold
+
+    stored = [m.predictions for m in choice.members]
+    if any(p is None for p in stored):  # a single trial recorded before predictions were stored
+        row = choice.members[0].row
+        return _row_summary(row), threshold if threshold is not None else row.covid_threshold
+    first = stored[0]
+    assert first is not None
+    proba = np.sum([m.weight * p.proba for m, p in zip(choice.members, stored, strict=True) if p is not None], axis=0)
+    labels = first.labels
+    if threshold is None:
+        threshold = choose_threshold(labels == COVID_LABEL, proba[:, COVID_LABEL], target)
+    metrics = compute_metrics(labels, proba, classes, split="val", target=target, threshold=threshold)
+    return _summary(metrics), threshold
+
+
+def _load_members(choice: _Choice, sd: StudyData, refit: bool) -> list[Any]:
+    import keras
+
+    from search._records import download_model
+    from search._trial import refit_trial
+
+    models = []
+    for m in choice.members:
+        if refit:
+            epochs = (m.row.best_epoch if m.row.best_epoch is not None else m.config.max_epochs - 1) + 1
+            print(
+                f"Refitting trial {m.row.trial_number} on train+validation for {epochs} epoch(s) ...", file=sys.stderr
+            )
+            models.append(refit_trial(m.config, sd.trial_data, epochs))
+        else:
+            models.append(keras.models.load_model(download_model(m.row, sd.info), safe_mode=True))
+    return models
+
+
+def _decision(threshold: float | None, target: OperatingTarget, given: bool) -> dict[str, Any]:
+    if threshold is None:
+        return {"rule": "the class with the highest probability", "threshold": None, "target": None}
+    how = "given at export" if given else f"chosen on validation for COVID {target.kind} {target.value:g}"
+    return {
+        "rule": f"COVID when its probability >= {threshold:.6g} ({how}); otherwise the likeliest other class",
+        "threshold": threshold,
+        "target": None if given else {"kind": target.kind, "value": target.value},
+    }
+
+
+def _member_card(m: _Member, model: Any) -> dict[str, Any]:
+    from search.backbones import get_backbone
+    from search.gradcam import gradcam_layer_of
+
+    return {
+        "trial": m.row.trial_number,
+        "engine": m.row.engine,
+        "backbone": m.config.backbone,
+        "weight": m.weight,
+        "image_size": m.config.image_size,
+        "gradcam_layer": gradcam_layer_of(model, get_backbone(m.config.backbone).gradcam_layer),
+        "validation_lung_focus": m.row.lung_focus,
+        "best_epoch": m.row.best_epoch,
+        "config": asdict(m.config),
+    }
+
+
 def export(
     storage: str,
     study: str,
     out: Path,
     *,
     trial: int | None = None,
+    ensemble: int | None = None,
+    members: Sequence[int] | None = None,
+    refit: bool = False,
     formats: Sequence[str] = FORMATS,
     data: str | None = None,
     threshold: float | None = None,
+    target: OperatingTarget | None = None,
     force: bool = False,
 ) -> ExportResult:
-    from search.evaluate import evaluate_trial
-    from search.space import TrialConfig
+    """Package a study's best model: by default the greedy ensemble of its top trials, or one
+    trial (``trial``, or ``ensemble=1``), optionally refitted on train+validation.
 
+    The COVID threshold is chosen on validation for the study's operating target (or
+    ``target``, or given as ``threshold``); the test split is read once, here.
+    """
     formats = _check_formats(formats)
     _check_out(out, force)
+    _check_choice_args(trial, ensemble, members)
     if threshold is not None and not 0 < threshold < 1:
         raise SearchError(f"`0 < threshold < 1` must hold, but got threshold={threshold}.")
-    done = evaluate_trial(storage, study, trial, data=data)
-    row, config = done.row, TrialConfig.from_json(done.row.config_json)
+    sd = study_data(storage, study, data)
+    choice = _choose(sd, study, trial, ensemble, members)
+    lead = choice.members[0]
+    split = sd.split(lead.row)
+    classes = list(split.scheme.class_names)
+    target = target or row_target(lead.row, sd.info)
+    validation, threshold_used = _validation(choice, classes, target, threshold)
+    models = _load_members(choice, sd, refit)
+    size = max(m.config.image_size for m in choice.members)
+    single = len(models) == 1
+    model = models[0] if single else build_ensemble(models, [m.weight for m in choice.members], size)
+    member_cards = [_member_card(m, mm) for m, mm in zip(choice.members, models, strict=True)]
+
+    arrays = sd.arrays(size, lead.config.crop)
+    test = usable_test_indices(split, arrays, study)
+    proba = predict(model, arrays, test, split.labels, lead.config.batch_size)
+    tested = compute_metrics(split.labels[test], proba, classes, split="test", target=target, threshold=threshold_used)
+    if single and not refit:  # the trial's own model: its test row sits beside its validation row
+        _store_test_row(sd.store, lead.row, tested)
+
     out.mkdir(parents=True, exist_ok=True)
-    files = _write(done.model, out, formats)
-    sample = done.split.indices["test"][:SAMPLE_IMAGES]
-    images = np.asarray(done.arrays.images[sample], dtype=np.float32)
-    parity = verify(out, done.model.predict(images, verbose=0), images, files)
-
-    from search.backbones import get_backbone
-    from search.gradcam import gradcam_layer_of
-
-    info, manifest = done.info, done.manifest  # loaded once, by the evaluation
-    spec = get_backbone(config.backbone)
+    files = _write(model, out, formats)
+    images = np.asarray(arrays.images[test[:SAMPLE_IMAGES]], dtype=np.float32)
+    parity = verify(out, model.predict(images, verbose=0), images, files)
+    focus = [(m.row.lung_focus, m.weight) for m in choice.members]
     card = {
         "study": study,
-        "trial": row.trial_number,
-        "engine": row.engine,
+        "kind": "single" if single else "ensemble",
+        "refit": refit,
+        "trial": lead.row.trial_number if single else None,
+        "engine": lead.row.engine,
+        "members": member_cards,
+        "selection": None
+        if choice.selection is None
+        else {
+            "method": "greedy ensemble selection with replacement on validation log loss (Caruana et al. 2004)",
+            "rounds": len(choice.selection.losses),
+            "pool": choice.pool,
+            "validation_log_loss": list(choice.selection.losses),
+        },
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "classes": list(done.split.scheme.class_names),
-        "scheme": config.scheme,
-        "covid_class_index": 0,
+        "classes": classes,
+        "scheme": lead.config.scheme,
+        "covid_class_index": COVID_LABEL,
         "input": {
-            "size": config.image_size,
+            "size": size,
             "channels": "RGB",
             "dtype": "float32",
             "range": [0, 255],
-            "crop_fraction_per_side": config.crop,
+            "crop_fraction_per_side": lead.config.crop,
         },
-        "decision": {
-            "rule": "the class with the highest probability"
-            if threshold is None
-            else f"COVID when its probability >= {threshold}",
-            "threshold": threshold,
-        },
-        "gradcam_layer": gradcam_layer_of(done.model, spec.gradcam_layer),
-        "config": asdict(config),
-        "validation": _metrics_dict(row),
-        "test": {**asdict(done.metrics), "class_names": list(done.metrics.class_names)},
-        "lung_focus": row.lung_focus,
+        "decision": _decision(threshold_used, target, given=threshold is not None),
+        "gradcam_layer": member_cards[0]["gradcam_layer"] if single else None,
+        "gradcam": {"members": [[c["gradcam_layer"], c["weight"]] for c in member_cards]},
+        "config": asdict(lead.config) if single else None,
+        "validation": validation,
+        "test": tested_summary(tested),
+        "lung_focus": None if any(f is None for f, _ in focus) else sum(f * w for f, w in focus if f is not None),
         "dataset": {
-            "path": info.data_path,
-            "fingerprint": info.dataset_fingerprint,
-            "split_fingerprint": row.split_fingerprint,
-            "split_counts": done.split.counts(),
+            "path": sd.info.data_path,
+            "fingerprint": sd.info.dataset_fingerprint,
+            "split_fingerprint": lead.row.split_fingerprint,
+            "split_counts": split.counts(),
         },
         "versions": _versions(),
         "intended_use": INTENDED_USE,
         "warning": WARNING,
-        "caveats": _caveats(done.split, manifest, row),
+        "caveats": _caveats(split, sd.manifest, choice, validation),
         "files": files,
         "parity": parity,
     }
@@ -300,30 +604,78 @@ def export(
     return ExportResult(out, card)
 
 
+def tested_summary(metrics: TrialMetrics) -> dict[str, Any]:
+    return _summary(metrics)
+
+
+def _store_test_row(store: ResultStore, row: TrialRow, metrics: TrialMetrics) -> None:
+    from search._recording import metrics_to_row
+
+    test_row = TrialRow(
+        **{c.key: getattr(row, c.key) for c in TrialRow.__table__.columns if c.key not in ("id", "created_at")}
+    )
+    test_row.split = "test"
+    metrics_to_row(test_row, metrics)
+    test_row.loss = None
+    store.record(test_row)
+
+
+def _ids(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"`--members` must be comma-separated trial numbers, but got {text!r}"
+        ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.export", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--study", required=True)
     parser.add_argument("--out", required=True, type=Path, help="a new or empty folder")
-    parser.add_argument("--trial", type=int, help="trial number (default: the top-ranked trial)")
+    choice = parser.add_argument_group("what to export (default: the ensemble of the top 5 trials)")
+    choice.add_argument("--trial", type=int, help="one trial, by number")
+    choice.add_argument(
+        "--ensemble", type=int, help="select the ensemble from the top K trials (1: the top trial alone)"
+    )
+    choice.add_argument("--members", type=_ids, help="select the ensemble from these trials, e.g. 3,8,12")
+    parser.add_argument("--refit", action="store_true", help="train each member again on train+validation first")
     parser.add_argument("--storage", default="sqlite:///optuna.db")
     parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated: {', '.join(FORMATS)}")
-    parser.add_argument("--threshold", type=float, help="COVID decision threshold on its probability (default: argmax)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--threshold", type=float, help="COVID decision threshold on its probability")
+    target.add_argument("--target-specificity", type=float, help="choose the threshold on validation for this")
+    target.add_argument("--target-sensitivity", type=float, help="... or for this (default: the study's target)")
     parser.add_argument("--data", help="dataset path on this machine (default: the study's)")
     parser.add_argument("--force", action="store_true", help="write into a folder that already holds files")
     args = parser.parse_args(argv)
     try:
+        wanted = None
+        if args.target_specificity is not None:
+            wanted = OperatingTarget("specificity", args.target_specificity)
+        elif args.target_sensitivity is not None:
+            wanted = OperatingTarget("sensitivity", args.target_sensitivity)
         result = export(
-            args.storage, args.study, args.out, trial=args.trial, formats=[f.strip() for f in args.formats.split(",")],
-            data=args.data, threshold=args.threshold, force=args.force,
+            args.storage, args.study, args.out, trial=args.trial, ensemble=args.ensemble, members=args.members,
+            refit=args.refit, formats=[f.strip() for f in args.formats.split(",")], data=args.data,
+            threshold=args.threshold, target=wanted, force=args.force,
         )  # fmt: skip
     except (SearchError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # a target outside (0, 1)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     card = result.card
-    print(
-        f"Exported trial {card['trial']} ({card['config']['backbone']}) to {result.folder}: "
-        f"{', '.join(card['files'].values())}"
-    )
+    members = ", ".join(f"trial {m['trial']} ({m['backbone']}, weight {m['weight']:.2f})" for m in card["members"])
+    print(f"Exported {card['kind']}{' (refit)' if card['refit'] else ''}: {members} to {result.folder}")
+    print(f"Decision: {card['decision']['rule']}")
+    op = card["test"]["at_threshold"]
+    if op is not None:
+        print(
+            f"Test split ({card['test']['n']} images, measured once): COVID sensitivity {_with_ci(op['sensitivity'], op['sensitivity_ci'])}, "
+            f"specificity {_with_ci(op['specificity'], op['specificity_ci'])}, COVID AUC {_f(card['test']['covid_auc'])}"
+        )
     print(f"Checked after reloading: {card['parity']}")
     return 0
 

@@ -305,13 +305,14 @@ def _shares(total: int, workers: int) -> list[int]:
 
 
 class _Progress:
-    """A progress bar fed by polling the study: counts by state and the best COVID sensitivity."""
+    """A progress bar fed by polling the study: counts by state and the best-ranked figure."""
 
     def __init__(self, plan: Plan, before: int) -> None:
         import optuna
 
         self.study = optuna.load_study(study_name=plan.study, storage=plan.storage)
         self.store = ResultStore(plan.storage)
+        self.ranking = study_ranking(plan.space)
         self.before = before
         self.total = plan.trials
         self.bar = tqdm(total=plan.trials, desc="Trials", unit="trial")
@@ -331,8 +332,8 @@ class _Progress:
         trials = self.study.get_trials(deepcopy=False)[self.before :]
         done = [t for t in trials if t.state.is_finished()]
         counts = {s: sum(t.state == s for t in done) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-        best = self.store.ranked(self.study.study_name, limit=1)
-        sens = best[0].covid_sensitivity if best else None
+        best = self.store.ranked(self.study.study_name, limit=1, ranking=self.ranking)
+        sens = best[0].op_sensitivity if best else None
         state = (len(done), *counts.values(), sens)
         if state == self.shown:
             return  # redraw only on change: logs stay short when output is not a terminal
@@ -341,7 +342,7 @@ class _Progress:
             complete=counts[TrialState.COMPLETE],
             pruned=counts[TrialState.PRUNED],
             failed=counts[TrialState.FAIL],
-            best_covid_sens="-" if sens is None else f"{sens:.3f}",
+            best_sens_at_target="-" if sens is None else f"{sens:.3f}",
         )
         self.bar.n = min(len(done), self.total)
         self.bar.refresh()

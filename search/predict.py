@@ -1,7 +1,8 @@
 """``python -m search.predict --model DIR IMAGE...``: class probabilities for new images.
 
 Prints one JSON line per image, in the order given: the probabilities, the COVID probability
-and the decision under the model card's rule. A file that is not a readable image gets a line
+and the decision under the model card's rule (the COVID threshold chosen on validation for
+the study's operating target). Ensembles' Grad-CAM is their members' weighted mean heatmap. A file that is not a readable image gets a line
 with the reason and does not stop the others. Models are loaded in Keras' safe mode.
 """
 
@@ -86,9 +87,15 @@ class Predictor:
     def _gradcam(self, images: np.ndarray, folder: Path | None) -> np.ndarray | None:
         if folder is None:
             return None
+        covid = self.card["covid_class_index"]
+        if self.card.get("kind") == "ensemble":
+            from search.ensemble import ensemble_gradcam
+
+            members = [(str(layer), float(weight)) for layer, weight in self.card["gradcam"]["members"]]
+            return ensemble_gradcam(self.model, members, images, covid)
         from search.gradcam import gradcam
 
-        return gradcam(self.model, self.card["gradcam_layer"], images, self.card["covid_class_index"])
+        return gradcam(self.model, self.card["gradcam_layer"], images, covid)
 
     def _save_overlay(self, image: np.ndarray, heatmap: np.ndarray, source: Path, folder: Path) -> str:
         from PIL import Image

@@ -59,7 +59,7 @@ def searched(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("search")
     done = launch("--trials", "3", "--workers", "2", "--data", str(tiny), *BASE, cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "Top trials (validation split, ranked by COVID sensitivity;" in done.stdout
+    assert "Top trials (validation split; COVID threshold chosen for COVID specificity 0.95" in done.stdout
     return workdir
 
 

@@ -85,9 +85,7 @@ class Ranking:
     def __post_init__(self) -> None:
         unknown = [k for k in self.keys if k not in DIRECTIONS]
         if unknown or not self.keys:
-            raise ValueError(
-                f"A ranking must list columns among {', '.join(DIRECTIONS)}, but got {list(self.keys)}."
-            )
+            raise ValueError(f"A ranking must list columns among {', '.join(DIRECTIONS)}, but got {list(self.keys)}.")
         check_min_specificity(self.min_specificity)
 
     @classmethod

@@ -19,6 +19,7 @@ from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, Pr
 
 __all__ = ["ArtifactRecord", "ResultStore", "config_row", "focus_like_flat_map", "mask_url"]
 
+
 def focus_like_flat_map(focus_ratio: float | None) -> bool:
     """Whether Grad-CAM evidence is no more in the lungs than a uniform map's would be.
 

@@ -103,6 +103,7 @@ def fit_model(
     feed: Feed,
     *,
     report: Reporter | None = None,
+    early_stopping: bool = True,
 ) -> FitResult:
     """Train to the best validation loss, with early stopping and optional pruning.
 
@@ -113,19 +114,27 @@ def fit_model(
 
     ``feed(depth)`` freezes the model to ``depth`` and says what to fit: the whole model on
     images, or only its trainable tail on cached activations (same layers, same weights).
+
+    ``early_stopping=False`` trains exactly ``config.max_epochs`` epochs and keeps the last
+    weights: a refit on train+validation has no held-out loss to stop on.
     """
     result = FitResult()
 
     def phase(name: str, learning_rate: float, start: int, depth: float) -> None:
         model, train, val = feed(depth)
         _compile(model, learning_rate)
-        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+        callbacks: list[keras.callbacks.Callback] = [_Recorder(result, name, learning_rate, report)]
+        if early_stopping:
+            callbacks.insert(
+                0,
+                keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
+            )
         model.fit(
             train,
             validation_data=val,
             initial_epoch=start,
-            epochs=config.max_epochs if name != "head" else warmup,
-            callbacks=[stopper, _Recorder(result, name, learning_rate, report)],
+            epochs=config.max_epochs if name != "head" else min(warmup, config.max_epochs),
+            callbacks=callbacks,
             shuffle=False,  # the tf.data pipeline shuffles, seeded
             verbose=0,
         )
@@ -137,10 +146,11 @@ def fit_model(
         return result
 
     phase("head", config.learning_rate, 0, 1.0)
-    if result.pruned:
+    if result.pruned or config.max_epochs <= warmup:
         return result
     head_best, head_weights = result.best_val_loss, built.model.get_weights()
     phase("fine-tune", config.learning_rate * config.fine_tune_lr_factor, warmup, config.freeze_depth)
-    if head_best <= min(r.val_loss for r in result.history if r.phase == "fine-tune"):
+    tuned = [r.val_loss for r in result.history if r.phase == "fine-tune"]
+    if early_stopping and tuned and head_best <= min(tuned):
         built.model.set_weights(head_weights)  # fine-tuning never beat the warmed-up head
     return result

@@ -39,8 +39,21 @@ def study(searched: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def exported(study: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The top-ranked trial alone (``--ensemble 1``)."""
     out = tmp_path_factory.mktemp("exported") / "winner"
-    export(study, "cxr-search", out)
+    export(study, "cxr-search", out, ensemble=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ensembled(study: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default export: greedy selection over the top trials, forced to two members by --members."""
+    out = tmp_path_factory.mktemp("exported") / "ensemble"
+    top = [r.trial_number for r in ResultStore(study).ranked("cxr-search")]
+    # Two members with equal weight whatever their losses: greedy selection over the same
+    # trial twice, then the other, would pick by loss; --members with a forced pair keeps the
+    # test independent of which random tiny model happens to be better.
+    export(study, "cxr-search", out, members=top[:2])
     return out
 
 
@@ -54,12 +67,17 @@ def test_export_writes_every_format_and_a_card(exported: Path, study: str) -> No
     }
     card = json.loads((exported / "model_card.json").read_text())
     top = ResultStore(study).ranked("cxr-search", limit=1)[0]
-    assert card["trial"] == top.trial_number, "the default is the top-ranked trial"
+    assert card["trial"] == top.trial_number, "--ensemble 1 is the top-ranked trial"
+    assert card["kind"] == "single" and [m["trial"] for m in card["members"]] == [top.trial_number]
     assert card["classes"] == ["COVID", "Normal", "Viral Pneumonia"] and card["covid_class_index"] == 0
     assert card["scheme"] == "three" and card["input"]["size"] == 32
     assert card["config"]["backbone"] == "MobileNet_0.25"
-    assert card["validation"]["covid_sensitivity"] == top.covid_sensitivity
+    assert card["validation"]["covid_sensitivity"] == pytest.approx(top.covid_sensitivity)
+    assert card["decision"]["threshold"] == pytest.approx(top.covid_threshold, abs=1e-6), "the trial's own threshold"
+    assert card["decision"]["target"] == {"kind": "specificity", "value": 0.95}
+    assert card["validation"]["at_threshold"]["specificity"] == pytest.approx(top.op_specificity)
     assert card["test"]["split"] == "test" and card["test"]["n"] > 0
+    assert card["test"]["at_threshold"]["threshold"] == card["decision"]["threshold"]
     assert card["lung_focus"] == top.lung_focus
     unmeasured = any("Lung focus was not measured" in c for c in card["caveats"])
     assert unmeasured == (top.lung_focus is None), "the caveat appears exactly when focus is unknown"
@@ -78,23 +96,70 @@ def test_the_test_split_is_measured_once_and_stored_apart(exported: Path, study:
     store = ResultStore(study)
     card = json.loads((exported / "model_card.json").read_text())
     test_rows = store.trials("cxr-search", split="test")
-    assert [r.trial_number for r in test_rows] == [card["trial"]]
-    assert test_rows[0].covid_sensitivity == card["test"]["covid_sensitivity"]
+    assert card["trial"] in [r.trial_number for r in test_rows]
+    mine = next(r for r in test_rows if r.trial_number == card["trial"])
+    assert mine.covid_sensitivity == card["test"]["covid_sensitivity"]
+    assert mine.op_sensitivity == card["test"]["at_threshold"]["sensitivity"]
+    assert mine.covid_threshold == pytest.approx(card["decision"]["threshold"])
     assert all(r.split == "val" for r in store.ranked("cxr-search")), "test figures never rank"
 
 
-def test_predict_round_trip_matches_the_in_memory_model(exported: Path, study: str, tiny: Path) -> None:
+def _member_proba(study: str, card: dict[str, object], images: np.ndarray) -> np.ndarray:
+    """What the card's members predict, averaged by their weights, from the study's own stored models."""
+    store, info = ResultStore(study), study_info(study, "cxr-search")
+    total = np.zeros((len(images), 3))
+    for member in card["members"]:  # type: ignore[attr-defined]
+        row = find_trial(store, "cxr-search", member["trial"])
+        trained = keras.models.load_model(download_model(row, info))
+        total += member["weight"] * trained.predict(images, verbose=0)
+    return total
+
+
+@pytest.mark.parametrize("kind", ["exported", "ensembled"])
+def test_predict_round_trip_matches_the_members(
+    kind: str, request: pytest.FixtureRequest, study: str, tiny: Path
+) -> None:
+    folder: Path = request.getfixturevalue(kind)
+    card = json.loads((folder / "model_card.json").read_text())
     paths = [tiny / e.path for e in scan(tiny).entries[:6]]
-    lines = list(Predictor(exported).predict(paths))
-    row = find_trial(ResultStore(study), "cxr-search", None)
-    trained = keras.models.load_model(download_model(row, study_info(study, "cxr-search")))
+    lines = list(Predictor(folder).predict(paths))
     images = np.stack([prepare_image(decode_image(p), 32) for p in paths]).astype(np.float32)
-    expected = trained.predict(images, verbose=0)
+    expected = _member_proba(study, card, images)
     got = np.array([[line["probabilities"][c] for c in ("COVID", "Normal", "Viral Pneumonia")] for line in lines])
     np.testing.assert_allclose(got, expected, atol=KERAS_TOLERANCE)
+    threshold = card["decision"]["threshold"]
     for line, proba in zip(lines, expected, strict=True):
-        assert line["prediction"] == ["COVID", "Normal", "Viral Pneumonia"][int(np.argmax(proba))]
-        assert line["covid"] == (int(np.argmax(proba)) == 0)
+        assert line["covid"] == (proba[0] >= threshold), "the COVID decision is the card's threshold, not argmax"
+        others = ["Normal", "Viral Pneumonia"][int(np.argmax(proba[1:]))]
+        assert line["prediction"] == ("COVID" if line["covid"] else others)
+
+
+def test_an_ensemble_card_names_its_members_weights_and_threshold(ensembled: Path, study: str) -> None:
+    card = json.loads((ensembled / "model_card.json").read_text())
+    top = [r.trial_number for r in ResultStore(study).ranked("cxr-search")][:2]
+    assert card["selection"]["pool"] == top
+    assert len(card["selection"]["validation_log_loss"]) == 25
+    assert {m["trial"] for m in card["members"]} <= set(top)
+    assert sum(m["weight"] for m in card["members"]) == pytest.approx(1.0)
+    assert card["kind"] == ("ensemble" if len(card["members"]) > 1 else "single")
+    assert 0 < card["decision"]["threshold"] < 1 and card["decision"]["target"]["value"] == 0.95
+    assert card["validation"]["at_threshold"]["specificity"] >= 0.95, "chosen on validation to reach the target"
+    markdown = (ensembled / "MODEL_CARD.md").read_text()
+    assert "COVID sensitivity at the threshold [95% CI]" in markdown
+    assert card["parity"]["keras"] <= KERAS_TOLERANCE and card["parity"]["tflite"] <= TFLITE_TOLERANCE
+
+
+def test_an_ensemble_export_writes_no_trial_test_row(ensembled: Path, study: str) -> None:
+    card = json.loads((ensembled / "model_card.json").read_text())
+    if card["kind"] == "ensemble":
+        rows = ResultStore(study).trials("cxr-search", split="test")
+        assert all(r.trial_number != m["trial"] or len(rows) == 1 for r in rows for m in card["members"][1:])
+
+
+def test_an_ensemble_gradcam_is_its_members_weighted_map(ensembled: Path, tiny: Path, tmp_path: Path) -> None:
+    path = tiny / scan(tiny).entries[0].path
+    lines = list(Predictor(ensembled).predict([path], tmp_path / "cams"))
+    assert Path(lines[0]["gradcam"]).is_file()
 
 
 def test_tflite_agrees_within_its_stated_tolerance(exported: Path, tiny: Path) -> None:
@@ -161,6 +226,16 @@ def test_a_threshold_decides_on_the_covid_probability(exported: Path, tmp_path: 
             "`--formats` must include keras (the other formats are made from it), but got ['tflite'].",
         ),
         ({"threshold": 1.5}, "`0 < threshold < 1` must hold, but got threshold=1.5."),
+        ({"ensemble": 0}, "`--ensemble >= 1` must hold (1 exports the top-ranked trial alone), but got 0."),
+        (
+            {"ensemble": 4},
+            "`--ensemble` must be at most the 3 completed trial(s) of 'cxr-search' with a saved model, but got 4.",
+        ),
+        ({"members": [0, 0]}, "`--members` must name distinct trials, but got [0, 0]."),
+        (
+            {"trial": 0, "ensemble": 2},
+            "Give at most one of --trial, --ensemble and --members, but got --trial and --ensemble.",
+        ),
     ],
 )
 def test_bad_export_arguments(study: str, tmp_path: Path, kwargs: dict[str, object], message: str) -> None:
@@ -227,3 +302,55 @@ def test_result_caveats(
     caveats = result_caveats(specificity, focus, ratio)
     assert len(caveats) == len(expected)
     assert all(part in caveat for part, caveat in zip(expected, caveats, strict=True))
+
+
+def test_an_ensemble_refuses_members_of_different_schemes(study: str, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.db"
+    shutil.copy(study.removeprefix("sqlite:///"), copy)
+    url = f"sqlite:///{copy}"
+    store = ResultStore(url)
+    top = store.ranked("cxr-search")
+    with store.engine.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(
+            text("UPDATE cxr_trials SET scheme = 'binary' WHERE trial_number = :n"), {"n": top[1].trial_number}
+        )
+    with pytest.raises(SearchError) as info:
+        export(url, "cxr-search", tmp_path / "out", ensemble=2)
+    assert str(info.value) == (
+        f"An ensemble's members must share one class scheme, class order and split, but trials "
+        f"{top[0].trial_number} (three), {top[1].trial_number} (binary) do not; name compatible trials with --members."
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.1"])
+def test_a_target_outside_zero_and_one_is_refused(
+    study: str, tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.export import main as export_main
+
+    code = export_main(
+        ["--study", "cxr-search", "--storage", study, "--out", str(tmp_path / "o"), "--target-specificity", value]
+    )
+    assert code == 1
+    assert f"`0 < target specificity < 1` must hold, but got {float(value)}." in capsys.readouterr().err
+    assert not (tmp_path / "o").exists(), "nothing is written for a bad argument"
+
+
+def test_refit_trains_again_on_train_and_validation(study: str, tmp_path: Path) -> None:
+    before = len(ResultStore(study).trials("cxr-search", split="test"))
+    result = export(study, "cxr-search", tmp_path / "refit", ensemble=1, refit=True, formats=["keras"])
+    card = result.card
+    assert card["refit"] is True and card["kind"] == "single"
+    top = ResultStore(study).ranked("cxr-search", limit=1)[0]
+    assert card["decision"]["threshold"] == pytest.approx(top.covid_threshold, abs=1e-6), "the pre-refit threshold"
+    refitted = keras.models.load_model(tmp_path / "refit" / "model.keras", safe_mode=True)
+    stored = keras.models.load_model(download_model(top, study_info(study, "cxr-search")))
+    weights = [np.abs(a - b).max() for a, b in zip(refitted.get_weights(), stored.get_weights(), strict=True)]
+    assert max(weights) > 0, "the refit model is a newly trained one"
+    assert len(ResultStore(study).trials("cxr-search", split="test")) == before, "no test row for a model not stored"
+    assert (
+        "Refit: every member was trained again on train+validation"
+        in (tmp_path / "refit" / "MODEL_CARD.md").read_text()
+    )
