@@ -159,8 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if m.operating is not None:
         op = m.operating
         print(
-            f"  at the validation threshold {op.threshold:.4f} (chosen for COVID {op.target.kind} {op.target.value:g}): "
-            f"sensitivity {_pct(op.sensitivity, op.sensitivity_ci)}, specificity {_pct(op.specificity, op.specificity_ci)}"
+            f"  at the validation threshold {op.threshold:.4f} (chosen for COVID {op.target.kind} "
+            f"{op.target.value:g}): sensitivity {_pct(op.sensitivity, op.sensitivity_ci)}, "
+            f"specificity {_pct(op.specificity, op.specificity_ci)}"
         )
     return 0
 

@@ -2,8 +2,9 @@
 
 Prints one JSON line per image, in the order given: the probabilities, the COVID probability
 and the decision under the model card's rule (the COVID threshold chosen on validation for
-the study's operating target). Ensembles' Grad-CAM is their members' weighted mean heatmap. A file that is not a readable image gets a line
-with the reason and does not stop the others. Models are loaded in Keras' safe mode.
+the study's operating target). Ensembles' Grad-CAM is their members' weighted mean heatmap.
+A file that is not a readable image gets a line with the reason and does not stop the others.
+Models are loaded in Keras' safe mode.
 """
 
 from __future__ import annotations

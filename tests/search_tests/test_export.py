@@ -14,7 +14,7 @@ from cxrdata import decode_image, prepare_image, scan
 from search import SearchError
 from search._records import download_model, find_trial, study_info
 from search.evaluate import main as evaluate_main
-from search.export import KERAS_TOLERANCE, TFLITE_TOLERANCE, _tflite_predict, export, result_caveats
+from search.export import KERAS_TOLERANCE, TFLITE_TOLERANCE, export, result_caveats, tflite_predict
 from search.predict import Predictor
 from search.predict import main as predict_main
 from search.store import ResultStore, TrialRow, meets_floor
@@ -166,7 +166,7 @@ def test_tflite_agrees_within_its_stated_tolerance(exported: Path, tiny: Path) -
     paths = [tiny / e.path for e in scan(tiny).entries[:8]]
     images = np.stack([prepare_image(decode_image(p), 32) for p in paths]).astype(np.float32)
     keras_model = keras.models.load_model(exported / "model.keras", safe_mode=True)
-    diff = np.abs(_tflite_predict(exported / "model.tflite", images) - keras_model.predict(images, verbose=0)).max()
+    diff = np.abs(tflite_predict(exported / "model.tflite", images) - keras_model.predict(images, verbose=0)).max()
     assert diff <= TFLITE_TOLERANCE
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from search.export._cli import main
+
+sys.exit(main())

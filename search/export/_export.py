@@ -1,0 +1,173 @@
+"""``export()``: package a study's best model, measure it once on the test split, check what was written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search._errors import SearchError
+from search.ensemble import build_ensemble
+from search.evaluate import predict, row_target, study_data, usable_test_indices
+from search.export._card import INTENDED_USE, WARNING, caveats, markdown, summary, versions
+from search.export._files import FORMATS, check_formats, check_out, verify, write
+from search.export._members import Member, check_choice_args, choose, load_members, validation_figures
+from search.metrics import COVID_LABEL, OperatingTarget, TrialMetrics, compute_metrics
+from search.store import ResultStore, TrialRow
+
+__all__ = ["SAMPLE_IMAGES", "ExportResult", "export"]
+
+SAMPLE_IMAGES = 16
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: Path
+    card: dict[str, Any]
+
+
+def _decision(threshold: float | None, target: OperatingTarget, given: bool) -> dict[str, Any]:
+    if threshold is None:
+        return {"rule": "the class with the highest probability", "threshold": None, "target": None}
+    how = "given at export" if given else f"chosen on validation for COVID {target.kind} {target.value:g}"
+    return {
+        "rule": f"COVID when its probability >= {threshold:.6g} ({how}); otherwise the likeliest other class",
+        "threshold": threshold,
+        "target": None if given else {"kind": target.kind, "value": target.value},
+    }
+
+
+def _member_card(m: Member, model: Any) -> dict[str, Any]:
+    from search.backbones import get_backbone
+    from search.gradcam import gradcam_layer_of
+
+    return {
+        "trial": m.row.trial_number,
+        "engine": m.row.engine,
+        "backbone": m.config.backbone,
+        "weight": m.weight,
+        "image_size": m.config.image_size,
+        "gradcam_layer": gradcam_layer_of(model, get_backbone(m.config.backbone).gradcam_layer),
+        "validation_lung_focus": m.row.lung_focus,
+        "best_epoch": m.row.best_epoch,
+        "config": asdict(m.config),
+    }
+
+
+def export(
+    storage: str,
+    study: str,
+    out: Path,
+    *,
+    trial: int | None = None,
+    ensemble: int | None = None,
+    members: Sequence[int] | None = None,
+    refit: bool = False,
+    formats: Sequence[str] = FORMATS,
+    data: str | None = None,
+    threshold: float | None = None,
+    target: OperatingTarget | None = None,
+    force: bool = False,
+) -> ExportResult:
+    """Package a study's best model: by default the greedy ensemble of its top trials, or one
+    trial (``trial``, or ``ensemble=1``), optionally refitted on train+validation.
+
+    The COVID threshold is chosen on validation for the study's operating target (or
+    ``target``, or given as ``threshold``); the test split is read once, here.
+    """
+    formats = check_formats(formats)
+    check_out(out, force)
+    check_choice_args(trial, ensemble, members)
+    if threshold is not None and not 0 < threshold < 1:
+        raise SearchError(f"`0 < threshold < 1` must hold, but got threshold={threshold}.")
+    sd = study_data(storage, study, data)
+    choice = choose(sd, study, trial, ensemble, members)
+    lead = choice.members[0]
+    split = sd.split(lead.row)
+    classes = list(split.scheme.class_names)
+    target = target or row_target(lead.row, sd.info)
+    validation, threshold_used = validation_figures(choice, classes, target, threshold)
+    models = load_members(choice, sd, refit)
+    size = max(m.config.image_size for m in choice.members)
+    single = len(models) == 1
+    model = models[0] if single else build_ensemble(models, [m.weight for m in choice.members], size)
+    member_cards = [_member_card(m, mm) for m, mm in zip(choice.members, models, strict=True)]
+
+    arrays = sd.arrays(size, lead.config.crop)
+    test = usable_test_indices(split, arrays, study)
+    proba = predict(model, arrays, test, split.labels, lead.config.batch_size)
+    tested = compute_metrics(split.labels[test], proba, classes, split="test", target=target, threshold=threshold_used)
+    if single and not refit:  # the trial's own model: its test row sits beside its validation row
+        _store_test_row(sd.store, lead.row, tested)
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = write(model, out, formats)
+    images = np.asarray(arrays.images[test[:SAMPLE_IMAGES]], dtype=np.float32)
+    parity = verify(out, model.predict(images, verbose=0), images, files)
+    focus = [(m.row.lung_focus, m.weight) for m in choice.members]
+    card = {
+        "study": study,
+        "kind": "single" if single else "ensemble",
+        "refit": refit,
+        "trial": lead.row.trial_number if single else None,
+        "engine": lead.row.engine,
+        "members": member_cards,
+        "selection": None
+        if choice.selection is None
+        else {
+            "method": "greedy ensemble selection with replacement on validation log loss (Caruana et al. 2004)",
+            "rounds": len(choice.selection.losses),
+            "pool": choice.pool,
+            "validation_log_loss": list(choice.selection.losses),
+        },
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "classes": classes,
+        "scheme": lead.config.scheme,
+        "covid_class_index": COVID_LABEL,
+        "input": {
+            "size": size,
+            "channels": "RGB",
+            "dtype": "float32",
+            "range": [0, 255],
+            "crop_fraction_per_side": lead.config.crop,
+        },
+        "decision": _decision(threshold_used, target, given=threshold is not None),
+        "gradcam_layer": member_cards[0]["gradcam_layer"] if single else None,
+        "gradcam": {"members": [[c["gradcam_layer"], c["weight"]] for c in member_cards]},
+        "config": asdict(lead.config) if single else None,
+        "validation": validation,
+        "test": summary(tested),
+        "lung_focus": None if any(f is None for f, _ in focus) else sum(f * w for f, w in focus if f is not None),
+        "dataset": {
+            "path": sd.info.data_path,
+            "fingerprint": sd.info.dataset_fingerprint,
+            "split_fingerprint": lead.row.split_fingerprint,
+            "split_counts": split.counts(),
+        },
+        "versions": versions(),
+        "intended_use": INTENDED_USE,
+        "warning": WARNING,
+        "caveats": caveats(split, sd.manifest, choice, validation),
+        "files": files,
+        "parity": parity,
+    }
+    (out / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
+    (out / "MODEL_CARD.md").write_text(markdown(card))
+    return ExportResult(out, card)
+
+
+def _store_test_row(store: ResultStore, row: TrialRow, metrics: TrialMetrics) -> None:
+    from search._recording import metrics_to_row
+
+    test_row = TrialRow(
+        **{c.key: getattr(row, c.key) for c in TrialRow.__table__.columns if c.key not in ("id", "created_at")}
+    )
+    test_row.split = "test"
+    metrics_to_row(test_row, metrics)
+    test_row.loss = None
+    store.record(test_row)

@@ -1,0 +1,166 @@
+"""What an export packages: one trial, or a greedy ensemble of the top trials, and its validation figures."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from search._errors import SearchError
+from search.ensemble import Selection, select_ensemble
+from search.evaluate import StudyData
+from search.export._card import row_summary, summary
+from search.metrics import COVID_LABEL, OperatingTarget, compute_metrics
+from search.space import TrialConfig
+from search.store import Predictions, ResultStore, TrialRow
+
+__all__ = ["DEFAULT_ENSEMBLE", "Choice", "Member", "check_choice_args", "choose", "load_members", "validation_figures"]
+
+DEFAULT_ENSEMBLE = 5  # candidates: the top trials with a saved model (launch keeps the top 5 by default)
+
+
+@dataclass
+class Member:
+    row: TrialRow
+    config: TrialConfig
+    weight: float
+    predictions: Predictions | None
+
+
+@dataclass
+class Choice:
+    members: list[Member]
+    selection: Selection | None  # None for a single trial asked for by number
+    pool: list[int]  # trial numbers the selection chose from
+
+
+def check_choice_args(trial: int | None, ensemble: int | None, members: Sequence[int] | None) -> None:
+    if ensemble is not None and ensemble < 1:
+        raise SearchError(f"`--ensemble >= 1` must hold (1 exports the top-ranked trial alone), but got {ensemble}.")
+    given = [
+        name
+        for name, value in (("--trial", trial), ("--ensemble", ensemble), ("--members", members))
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise SearchError(f"Give at most one of --trial, --ensemble and --members, but got {' and '.join(given)}.")
+    if members is not None and len(set(members)) != len(members):
+        raise SearchError(f"`--members` must name distinct trials, but got {list(members)}.")
+
+
+def _eligible(store: ResultStore, study: str, ranking: Any) -> list[TrialRow]:
+    """Completed trials with a stored model, best-ranked first."""
+    return [r for r in store.ranked(study, ranking=ranking) if any(a.kind == "model" for a in r.artifacts)]
+
+
+def _check_compatible(rows: Sequence[TrialRow]) -> None:
+    kinds = {(r.scheme, r.class_names_json, r.split_fingerprint) for r in rows}
+    if len(kinds) > 1:
+        named = ", ".join(f"{r.trial_number} ({r.scheme})" for r in rows)
+        raise SearchError(
+            "An ensemble's members must share one class scheme, class order and split, but trials "
+            f"{named} do not; name compatible trials with --members."
+        )
+
+
+def choose(sd: StudyData, study: str, trial: int | None, ensemble: int | None, members: Sequence[int] | None) -> Choice:
+    from search._records import find_trial
+
+    if trial is not None:
+        row = find_trial(sd.store, study, trial)
+        found = sd.store.predictions(study, [row]).get(row.trial_number)
+        return Choice([Member(row, TrialConfig.from_json(row.config_json), 1.0, found)], None, [row.trial_number])
+    eligible = _eligible(sd.store, study, sd.info.ranking)
+    if not eligible:
+        raise SearchError(f"The study must have a completed trial with a saved model, but {study!r} has none yet.")
+    if members is not None:
+        by_number = {r.trial_number: r for r in eligible}
+        missing = [m for m in members if m not in by_number]
+        if missing:
+            raise SearchError(
+                f"`--members` must name completed trials of {study!r} with a saved model, but {missing} are not "
+                f"among them ({sorted(by_number)})."
+            )
+        pool = [by_number[m] for m in members]
+    else:
+        size = min(DEFAULT_ENSEMBLE, len(eligible)) if ensemble is None else ensemble
+        if size > len(eligible):
+            raise SearchError(
+                f"`--ensemble` must be at most the {len(eligible)} completed trial(s) of {study!r} with a saved "
+                f"model, but got {size}."
+            )
+        pool = eligible[:size]
+    _check_compatible(pool)
+    stored = sd.store.predictions(study, pool)
+    without = [r.trial_number for r in pool if r.trial_number not in stored]
+    if len(pool) > 1 and without:
+        raise SearchError(
+            f"Every ensemble candidate must have stored validation predictions, but trials {without} have none "
+            "(they were recorded by an older version); export one of them with --trial."
+        )
+    numbers = [r.trial_number for r in pool]
+    if len(pool) == 1:
+        row = pool[0]
+        return Choice(
+            [Member(row, TrialConfig.from_json(row.config_json), 1.0, stored.get(row.trial_number))], None, numbers
+        )
+    first = stored[pool[0].trial_number]
+    for r in pool[1:]:
+        other = stored[r.trial_number]
+        if not (np.array_equal(other.indices, first.indices) and np.array_equal(other.labels, first.labels)):
+            raise SearchError(
+                f"Ensemble candidates must be measured on the same validation images, but trials "
+                f"{pool[0].trial_number} and {r.trial_number} were not."
+            )
+    selection = select_ensemble([stored[n].proba for n in numbers], first.labels)
+    chosen = [
+        Member(pool[i], TrialConfig.from_json(pool[i].config_json), selection.weights[i], stored[numbers[i]])
+        for i in selection.chosen
+    ]
+    return Choice(chosen, selection, numbers)
+
+
+def validation_figures(
+    choice: Choice, classes: Sequence[str], target: OperatingTarget, threshold: float | None
+) -> tuple[dict[str, Any], float | None]:
+    """The exported model's validation figures and its COVID threshold (chosen here unless given).
+
+    The ensemble's validation probabilities are its members' stored ones, weighted: exactly
+    what the averaged model outputs on those images.
+    """
+    from search.metrics import choose_threshold
+
+    stored = [m.predictions for m in choice.members]
+    if any(p is None for p in stored):  # a single trial recorded before predictions were stored
+        row = choice.members[0].row
+        return row_summary(row), threshold if threshold is not None else row.covid_threshold
+    first = stored[0]
+    assert first is not None
+    proba = np.sum([m.weight * p.proba for m, p in zip(choice.members, stored, strict=True) if p is not None], axis=0)
+    labels = first.labels
+    if threshold is None:
+        threshold = choose_threshold(labels == COVID_LABEL, proba[:, COVID_LABEL], target)
+    metrics = compute_metrics(labels, proba, classes, split="val", target=target, threshold=threshold)
+    return summary(metrics), threshold
+
+
+def load_members(choice: Choice, sd: StudyData, refit: bool) -> list[Any]:
+    import keras
+
+    from search._records import download_model
+    from search._trial import refit_trial
+
+    models = []
+    for m in choice.members:
+        if refit:
+            epochs = (m.row.best_epoch if m.row.best_epoch is not None else m.config.max_epochs - 1) + 1
+            print(
+                f"Refitting trial {m.row.trial_number} on train+validation for {epochs} epoch(s) ...", file=sys.stderr
+            )
+            models.append(refit_trial(m.config, sd.trial_data, epochs))
+        else:
+            models.append(keras.models.load_model(download_model(m.row, sd.info), safe_mode=True))
+    return models
