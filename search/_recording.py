@@ -20,6 +20,7 @@ from search.store import DEFAULT_RANKING, ArtifactRecord, EpochRow, Ranking, Res
 
 __all__ = ["TrialRecorder", "describe_failure", "failure_row", "metrics_to_row", "outcome_rows"]
 
+BY_LOSS = Ranking(("loss",), min_specificity=0.0)
 ArtifactStore = optuna.artifacts.FileSystemArtifactStore | optuna.artifacts.Boto3ArtifactStore
 Target = optuna.Trial | optuna.Study  # what an artifact is attached to in Optuna's store
 
@@ -60,14 +61,22 @@ class TrialRecorder:
             traceback.print_exc()
 
     def _could_win(self, outcome: TrialOutcome) -> bool:
-        """Save a model only if it enters the current top ``keep_models`` (bounded disk use)."""
+        """Save a model only if it enters the current top ``keep_models`` under the study's
+        ranking or by validation loss (bounded disk use).
+
+        The second list keeps the models an ensemble is made of: the ranked figure is a
+        sensitivity on a hundred-odd images, where ties and luck are common, while the
+        validation loss is what ensemble selection minimises, and it often prefers another
+        backbone's model that the ranking put just below the top.
+        """
         if outcome.metrics is None or self.keep_models <= 0:
             return False
-        top = self.store.ranked(self.study_name, limit=self.keep_models, ranking=self.ranking)
-        if len(top) < self.keep_models:
-            return True
         mine, _ = outcome_rows(self.study_name, -1, outcome, self.dataset_fingerprint, self.engine)
-        return self.ranking.key(mine) <= self.ranking.key(top[-1])
+        for ranking in (self.ranking, BY_LOSS):
+            top = self.store.ranked(self.study_name, limit=self.keep_models, ranking=ranking)
+            if len(top) < self.keep_models or ranking.key(mine) <= ranking.key(top[-1]):
+                return True
+        return False
 
     def _save_model(self, target: Target, name: str, outcome: TrialOutcome) -> list[ArtifactRecord]:
         assert outcome.built is not None

@@ -135,7 +135,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--lung-model", help="lung segmenter (.keras, from python -m cxrdata.lungs train) for images without masks"
     )
-    p.add_argument("--keep-models", type=int, default=5, help="save models of trials entering the top N (default: 5)")
+    p.add_argument(
+        "--keep-models",
+        type=int,
+        default=5,
+        help="save models of trials entering the top N by the ranking or by validation loss (default: 5)",
+    )
     p.add_argument("--recycle-after", type=_positive("--recycle-after"), default=10, help="trials per worker process")
     p.add_argument(
         "--engine",

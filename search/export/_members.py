@@ -19,7 +19,9 @@ from search.store import Predictions, ResultStore, TrialRow
 
 __all__ = ["DEFAULT_ENSEMBLE", "Choice", "Member", "check_choice_args", "choose", "load_members", "validation_figures"]
 
-DEFAULT_ENSEMBLE = 5  # candidates: the top trials with a saved model (launch keeps the top 5 by default)
+# Candidates: the top trials with a saved model. Launch keeps the models of the top 5 by the
+# ranking and the top 5 by validation loss, so about 5 to 10 are there after a search.
+DEFAULT_ENSEMBLE = 10
 
 
 @dataclass

@@ -25,9 +25,9 @@ class TrialConfig:
     augment_strength: float
     scheme: str
     # Fixed for a study.
-    image_size: int = 128
+    image_size: int = 224
     batch_size: int = 32
-    max_epochs: int = 10
+    max_epochs: int = 12
     patience: int = 3
     warmup_epochs: int = 1  # head-only epochs before unfreezing a pretrained backbone
     fine_tune_lr_factor: float = 0.1

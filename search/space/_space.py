@@ -62,9 +62,9 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
 class TrainingSettings:
     """What every trial of a study shares."""
 
-    image_size: int = 128
+    image_size: int = 224
     batch_size: int = 32
-    max_epochs: int = 10
+    max_epochs: int = 12
     patience: int = 3
     warmup_epochs: int = 1
     fine_tune_lr_factor: float = 0.1

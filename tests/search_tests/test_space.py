@@ -127,6 +127,14 @@ def test_overrides_replace_choices_and_training() -> None:
             {"space": {k: v for k, v in BASE["space"].items() if k != "schemes"}},
             "The search space must set 'schemes', but it is missing.",
         ),
+        (_with("training", "folds", 0), "`folds >= 2` (or 1 for no cross-validation) must hold, but got folds=0."),
+        (_with("training", "target_specificity", 1.0), "`0 < target specificity < 1` must hold, but got 1.0."),
+        (_with("training", "target_sensitivity", 0.0), "`0 < target sensitivity < 1` must hold, but got 0.0."),
+        (
+            {**_with("training", "target_sensitivity", 0.9), "training": {"target_specificity": 0.95, "target_sensitivity": 0.9}},
+            "exactly one of `target_specificity` and `target_sensitivity` must hold, but got "
+            "(target_specificity=0.95, target_sensitivity=0.9).",
+        ),
     ],
 )
 def test_invalid_spaces_are_refused(data: dict[str, Any], message: str) -> None:
@@ -144,3 +152,41 @@ def test_config_file_errors(tmp_path: Path) -> None:
     bad.write_text("[space\nbackbones = 1")
     with pytest.raises(SearchError, match=r"The config file must be valid TOML, but '.*bad.toml' is not"):
         load_space(bad)
+
+
+def test_the_packaged_defaults_agree_everywhere() -> None:
+    """One set of defaults: the TOML file, the training settings and a bare TrialConfig."""
+    from dataclasses import fields
+
+    from search.space import TrainingSettings, TrialConfig, load_space
+
+    settings = load_space().training
+    assert settings == TrainingSettings()
+    config = TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three")
+    shared = {f.name for f in fields(TrialConfig)} & {f.name for f in fields(TrainingSettings)}
+    assert shared >= {"image_size", "max_epochs", "patience", "target_specificity", "folds"}
+    assert {n: getattr(config, n) for n in shared} == {n: getattr(settings, n) for n in shared}
+
+
+def test_a_sensitivity_target_replaces_the_default_specificity_one() -> None:
+    space = SearchSpace.from_dict(_with("training", "target_sensitivity", 0.98)).check()
+    assert space.training.target.kind == "sensitivity" and space.training.target.ranked_figure == "op_specificity"
+    back = space.with_overrides(target_specificity=0.9).check()
+    assert (back.training.target_specificity, back.training.target_sensitivity) == (0.9, None)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--folds", "1"], "`--folds >= 2` must hold (leave it out for one train/validation split), but got 1"),
+        (["--target-specificity", "1.5"], "`0 < --target-specificity < 1` must hold, but got 1.5"),
+        (["--target-sensitivity", "0"], "`0 < --target-sensitivity < 1` must hold, but got 0.0"),
+        (["--target-specificity", "0.9", "--target-sensitivity", "0.9"], "not allowed with argument"),
+    ],
+)
+def test_bad_selection_flags_are_refused(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from search.launch import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--trials", "1", *argv])
+    assert message in capsys.readouterr().err
