@@ -238,29 +238,35 @@ def _artifacts(url: str, study: str, detail: D.TrialDetail) -> None:
 
 
 def _export(url: str, study: str, trial: int) -> None:
-    """Package the trial with ``search.export`` in a separate process: this page never loads TensorFlow."""
-    key = f"export-{study}-{trial}"
-    if st.button(f"Export trial {trial} (evaluates it once on the test split)", key=f"button-{key}"):
+    _export_button(
+        url, study, ["--trial", str(trial)], f"Export trial {trial} (evaluates it once on the test split)",
+        f"{study}-trial-{trial}",
+    )  # fmt: skip
+
+
+def _export_ensemble(url: str, study: str) -> None:
+    st.subheader("Export")
+    st.caption(
+        "The default export: greedy ensemble selection (Caruana et al. 2004) on the stored validation "
+        "probabilities of the top trials with a saved model, one averaged model, a COVID threshold chosen on "
+        "validation; measured once on the test split."
+    )
+    pool = int(st.number_input("Candidates (top trials with a saved model)", 1, 50, 10, key=f"pool-{study}"))
+    _export_button(url, study, ["--ensemble", str(pool)], f"Export the ensemble of the top {pool}", f"{study}-ensemble")
+
+
+def _export_button(url: str, study: str, choice: list[str], label: str, name: str) -> None:
+    """Package with ``search.export`` in a separate process: this page never loads TensorFlow."""
+    key = f"export-{name}"
+    if st.button(label, key=f"button-{key}"):
         with (
             tempfile.TemporaryDirectory() as tmp,
             st.spinner("Exporting: test-split evaluation, Keras, SavedModel, TFLite, model card"),
         ):
-            out = Path(tmp) / f"{study}-trial-{trial}"
+            out = Path(tmp) / name
             env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
             done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "search.export",
-                    "--study",
-                    study,
-                    "--trial",
-                    str(trial),
-                    "--out",
-                    str(out),
-                    "--storage",
-                    url,
-                ],
+                [sys.executable, "-m", "search.export", "--study", study, *choice, "--out", str(out), "--storage", url],
                 capture_output=True,
                 text=True,
                 env=env,
@@ -272,9 +278,7 @@ def _export(url: str, study: str, trial: int) -> None:
             archive = shutil.make_archive(str(out), "zip", out)
             st.session_state[key] = Path(archive).read_bytes()
     if key in st.session_state:
-        st.download_button(
-            "Download the export (.zip)", data=st.session_state[key], file_name=f"{study}-trial-{trial}.zip"
-        )
+        st.download_button("Download the export (.zip)", data=st.session_state[key], file_name=f"{name}.zip")
 
 
 def main() -> None:
@@ -291,6 +295,7 @@ def main() -> None:
         top = _board(url, view)
         _charts(url, view.study)
         _trial_page(url, view.study, top)
+        _export_ensemble(url, view.study)
 
     live()
 

@@ -28,7 +28,8 @@ def test_the_page_shows_the_winner_and_the_rule(monkeypatch: pytest.MonkeyPatch,
     at = _app(monkeypatch, study_db)
     assert not at.exception
     assert _top(at).startswith(f"**Top-ranked: trial {WINNER} (")
-    assert any("Ranked by COVID sensitivity ↓, then lung focus ↓" in c.value for c in at.caption)
+    assert any("Ranked by COVID sensitivity @ target ↓, then lung focus ↓, then COVID AUC ↓" in c.value for c in at.caption)
+    assert any("threshold is chosen on its validation images for COVID specificity 0.95" in c.value for c in at.caption)
     assert len(at.dataframe) >= 1
 
 
@@ -82,7 +83,7 @@ def test_the_export_button_packages_the_top_trial(monkeypatch: pytest.MonkeyPatc
     button.click().run(timeout=300)
     assert not at.exception
     assert not at.error, at.error[0].value if at.error else ""
-    key = f"export-cxr-search-{top}"
+    key = f"export-cxr-search-trial-{top}"
     assert key in at.session_state
     archive = at.session_state[key]
     assert archive[:2] == b"PK", "a zip archive"
@@ -95,9 +96,26 @@ def test_the_export_button_packages_the_top_trial(monkeypatch: pytest.MonkeyPatc
 
 def test_the_specificity_floor_is_a_sidebar_setting(monkeypatch: pytest.MonkeyPatch, study_db: str) -> None:
     at = _app(monkeypatch, study_db)
-    assert any("below COVID specificity 0.50 rank after the others" in c.value for c in at.caption)
-    next(s for s in at.slider if s.label == "Minimum COVID specificity").set_value(0.95).run()
+    assert any("below argmax COVID specificity 0.50 rank after the others" in c.value for c in at.caption)
+    next(s for s in at.slider if s.label == "Minimum COVID specificity (argmax)").set_value(0.95).run()
     assert not at.exception
-    assert any("below COVID specificity 0.95 rank after the others" in c.value for c in at.caption)
-    next(s for s in at.slider if s.label == "Minimum COVID specificity").set_value(0.0).run()
+    assert any("below argmax COVID specificity 0.95 rank after the others" in c.value for c in at.caption)
+    next(s for s in at.slider if s.label == "Minimum COVID specificity (argmax)").set_value(0.0).run()
     assert not any("specificity" in c.value for c in at.caption if c.value.startswith("Ranked by"))
+
+
+def test_the_ensemble_export_packages_the_selected_members(monkeypatch: pytest.MonkeyPatch, searched: Path) -> None:
+    import io
+    import json
+    import zipfile
+
+    at = _app(monkeypatch, f"sqlite:///{searched / 'optuna.db'}", study="cxr-search")
+    next(n for n in at.number_input if n.label.startswith("Candidates")).set_value(2).run()
+    button = next(b for b in at.button if b.label.startswith("Export the ensemble"))
+    assert button.label == "Export the ensemble of the top 2"
+    button.click().run(timeout=300)
+    assert not at.exception and not at.error, at.error[0].value if at.error else ""
+    archive = zipfile.ZipFile(io.BytesIO(at.session_state["export-cxr-search-ensemble"]))
+    card = json.loads(archive.read("model_card.json"))
+    assert card["selection"]["pool"] and len(card["selection"]["pool"]) == 2
+    assert sum(m["weight"] for m in card["members"]) == pytest.approx(1.0)

@@ -67,7 +67,7 @@ def test_top_ranked_trial_in_a_real_browser(app_url: str, tmp_path: Path) -> Non
         top = page.get_by_text("Top-ranked: trial", exact=False)
         top.wait_for(timeout=60_000)
         assert top.inner_text().startswith(f"Top-ranked: trial {WINNER} (")
-        page.get_by_text("Ranked by COVID sensitivity ↓, then lung focus ↓, then validation AUC ↓").wait_for()
+        page.get_by_text("Ranked by COVID sensitivity @ target ↓, then lung focus ↓, then COVID AUC ↓").wait_for()
         page.locator("[data-testid='stDataFrame']").first.wait_for()
         page.get_by_text(f"Trial {WINNER}", exact=False).first.wait_for()
         time.sleep(2)  # let the charts draw before the picture
