@@ -21,7 +21,7 @@ from cxrdata._errors import DatasetError, ImageDecodeError
 from cxrdata._images import ImageArrays, load_images, prepare_image
 from cxrdata._leakage import LeakReport, leak_report
 from cxrdata._manifest import Entry, Excluded, Manifest, scan
-from cxrdata._split import SPLITS, Split, make_split
+from cxrdata._split import SPLITS, Split, make_folds, make_split
 
 __all__ = [
     "CLASSES",
@@ -51,6 +51,7 @@ __all__ = [
     "get_scheme",
     "leak_report",
     "load_images",
+    "make_folds",
     "make_split",
     "prepare_image",
     "scan",

@@ -20,7 +20,7 @@ from cxrdata._duplicates import DuplicateGroup, _UnionFind, find_duplicates
 from cxrdata._errors import DatasetError
 from cxrdata._manifest import Manifest
 
-__all__ = ["SPLITS", "Split", "make_split"]
+__all__ = ["SPLITS", "Split", "make_folds", "make_split"]
 
 SPLITS = ("train", "val", "test")
 
@@ -93,6 +93,55 @@ def _groups(manifest: Manifest, keep: np.ndarray, duplicates: Sequence[Duplicate
     return list(groups.values())
 
 
+def _assign(
+    groups: Sequence[list[int]], labels: np.ndarray, shares: Sequence[float], n_classes: int, seed: int
+) -> tuple[list[list[int]], np.ndarray]:
+    """Whole groups into ``len(shares)`` bins, each bin's classes as close to its share as groups allow.
+
+    Returns the bins' entries and the (bin, class) counts they reached.
+    """
+    members_all = [m for g in groups for m in g]
+    totals = np.bincount(labels[members_all], minlength=n_classes).astype(float)
+    targets = np.outer(shares, totals)  # (bin, class)
+    current = np.zeros_like(targets)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(groups))
+    # Big groups first: they are the hard ones to place; ties keep the seeded order.
+    ordered = sorted(order.tolist(), key=lambda g: -len(groups[g]))
+    bins: list[list[int]] = [[] for _ in shares]
+    for g in ordered:
+        members = groups[g]
+        counts = np.bincount(labels[members], minlength=n_classes)
+        # Relative deficit of each bin for this group's classes; the neediest bin wins.
+        deficit = ((targets - current) / np.maximum(targets, 1e-9)) @ counts
+        deficit[np.asarray(shares) == 0] = -np.inf
+        side = int(np.argmax(deficit))
+        current[side] += counts
+        bins[side].extend(members)
+    return bins, current
+
+
+def make_folds(manifest: Manifest, split: Split, k: int) -> list[np.ndarray]:
+    """``k`` cross-validation folds over the split's train and validation entries (never its test).
+
+    Stratified by class and grouped like the split itself (a patient or a duplicate group stays
+    in one fold), deterministic from the split's seed. Fold ``i`` is validated on
+    ``folds[i]`` and trained on the others.
+    """
+    if not isinstance(k, int) or k < 2:
+        raise ValueError(f"`k >= 2` must hold for cross-validation folds, but got k={k}.")
+    pool = np.zeros(len(manifest.entries), dtype=bool)
+    pool[split.indices["train"]] = True
+    pool[split.indices["val"]] = True
+    groups = _groups(manifest, pool, split.duplicates)
+    if len(groups) < k:
+        raise DatasetError(f"`k` folds need at least k groups of images, but got k={k} and {len(groups)} groups.")
+    bins, current = _assign(groups, split.labels, [1 / k] * k, split.scheme.num_classes, split.seed + 1)
+    if not all(current.sum(axis=1)):
+        raise DatasetError(f"Every one of the {k} folds must hold images, but some are empty.")
+    return [np.array(sorted(b), dtype=np.int64) for b in bins]
+
+
 def make_split(
     manifest: Manifest,
     scheme: Scheme,
@@ -111,22 +160,8 @@ def make_split(
 
     n_classes = scheme.num_classes
     totals = np.bincount(labels[keep], minlength=n_classes).astype(float)
-    targets = np.outer(shares, totals)  # (split, class)
-    current = np.zeros_like(targets)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(groups))
-    # Big groups first: they are the hard ones to place; ties keep the seeded order.
-    ordered = sorted(order.tolist(), key=lambda g: -len(groups[g]))
-    assigned: dict[str, list[int]] = {name: [] for name in SPLITS}
-    for g in ordered:
-        members = groups[g]
-        counts = np.bincount(labels[members], minlength=n_classes)
-        # Relative deficit of each split for this group's classes; the neediest split wins.
-        deficit = ((targets - current) / np.maximum(targets, 1e-9)) @ counts
-        deficit[np.asarray(shares) == 0] = -np.inf
-        side = int(np.argmax(deficit))
-        current[side] += counts
-        assigned[SPLITS[side]].extend(members)
+    assigned_lists, current = _assign(groups, labels, shares, n_classes, seed)
+    assigned = dict(zip(SPLITS, assigned_lists, strict=True))
 
     notes = []
     for s, name in enumerate(SPLITS):

@@ -91,3 +91,34 @@ def test_distinct_synthetic_images_are_not_duplicates(synthetic: Path) -> None:
 def test_bad_threshold() -> None:
     with pytest.raises(ValueError, match=r"`0 <= max_bits <= 64` must hold, but got max_bits=70\."):
         find_duplicates([], max_bits=70)
+
+
+def test_folds_cover_train_and_validation_once_and_keep_groups_whole(synthetic: Path) -> None:
+    from cxrdata import get_scheme, make_folds, make_split, scan
+
+    manifest = scan(synthetic)
+    split = make_split(manifest, get_scheme("three"), seed=3)
+    folds = make_folds(manifest, split, 4)
+    pooled = np.sort(np.concatenate(folds))
+    assert np.array_equal(pooled, np.sort(np.concatenate([split.indices["train"], split.indices["val"]])))
+    assert not set(pooled) & set(split.indices["test"].tolist()), "the test split stays out of every fold"
+    fold_of = {int(i): f for f, fold in enumerate(folds) for i in fold}
+    patients: dict[str, set[int]] = {}
+    for i in pooled:
+        patient = manifest.entries[int(i)].patient_id
+        if patient:
+            patients.setdefault(patient, set()).add(fold_of[int(i)])
+    assert patients and all(len(f) == 1 for f in patients.values()), "a patient never spans two folds"
+    for fold in folds:  # stratified: every fold holds every class
+        assert set(split.labels[fold].tolist()) == {0, 1, 2}
+    assert [f.tolist() for f in make_folds(manifest, split, 4)] == [f.tolist() for f in folds], "deterministic"
+
+
+@pytest.mark.parametrize("k", [1, 0, -2])
+def test_fewer_than_two_folds_are_refused(synthetic: Path, k: int) -> None:
+    from cxrdata import get_scheme, make_folds, make_split, scan
+
+    manifest = scan(synthetic)
+    split = make_split(manifest, get_scheme("three"))
+    with pytest.raises(ValueError, match=rf"`k >= 2` must hold for cross-validation folds, but got k={k}\."):
+        make_folds(manifest, split, k)
