@@ -79,6 +79,11 @@ class TrialRecorder:
         return False
 
     def _save_model(self, target: Target, name: str, outcome: TrialOutcome) -> list[ArtifactRecord]:
+        if outcome.fold_models:  # a cross-validated trial: its fold models, saved as they were trained
+            return [
+                self._upload(target, path, name.replace(".keras", f"-fold-{k}.keras"))
+                for k, path in enumerate(outcome.fold_models)
+            ]
         assert outcome.built is not None
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
@@ -87,6 +92,12 @@ class TrialRecorder:
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=target
             )
             return [ArtifactRecord("model", artifact_id, path.name, path.stat().st_size)]
+
+    def _upload(self, target: Target, path: Path, name: str) -> ArtifactRecord:
+        artifact_id = optuna.artifacts.upload_artifact(
+            artifact_store=self.artifact_store, file_path=str(path), study_or_trial=target
+        )
+        return ArtifactRecord("model", artifact_id, name, path.stat().st_size)
 
     def _save_overlays(self, target: Target, outcome: TrialOutcome) -> list[ArtifactRecord]:
         """A few Grad-CAM overlays per completed trial, for the leaderboard's trial page."""
@@ -133,6 +144,8 @@ def outcome_rows(
     row.params, row.trainable_params = outcome.params, outcome.trainable_params
     row.dataset_fingerprint = dataset_fingerprint
     row.split_fingerprint = outcome.split_fingerprint
+    row.folds = outcome.config.folds
+    row.fold_spread_json = None if outcome.fold_spread is None else json.dumps(outcome.fold_spread)
     return row, [EpochRow(**asdict(r)) for r in history]
 
 

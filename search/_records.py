@@ -13,7 +13,7 @@ from search._errors import SearchError
 from search._study import StudyInfo, artifact_store, check_study_exists, make_storage
 from search.store import DEFAULT_RANKING, Ranking, ResultStore, TrialRow, meets_floor
 
-__all__ = ["download_model", "find_trial", "study_info", "study_manifest"]
+__all__ = ["download_model", "download_models", "find_trial", "study_info", "study_manifest"]
 
 
 def study_info(storage: str, study: str) -> StudyInfo:
@@ -46,25 +46,36 @@ def find_trial(
     return rows[trial]
 
 
-def download_model(row: TrialRow, info: StudyInfo, folder: Path | None = None) -> Path:
-    """The trial's saved ``.keras`` file, fetched from the study's artifact store."""
-    models = [a for a in row.artifacts if a.kind == "model"]
+def download_models(row: TrialRow, info: StudyInfo, folder: Path | None = None) -> list[Path]:
+    """The trial's saved ``.keras`` files (one; a cross-validated trial has one per fold), fetched
+    from the study's artifact store."""
+    models = sorted((a for a in row.artifacts if a.kind == "model"), key=lambda a: a.filename)
     if not models:
         raise SearchError(
             f"Trial {row.trial_number} must have a saved model, but none was kept (models are saved for trials that "
             f"entered the top at the time; see --keep-models)."
         )
-    target = (folder or Path(tempfile.mkdtemp(prefix="cxr-model-"))) / models[0].filename
+    folder = folder or Path(tempfile.mkdtemp(prefix="cxr-model-"))
     store = artifact_store(info.artifacts)
-    artifact_id = models[0].artifact_id
-    try:
-        optuna.artifacts.download_artifact(artifact_store=store, file_path=str(target), artifact_id=artifact_id)
-    except Exception as exc:
-        raise SearchError(
-            f"The model of trial {row.trial_number} must be readable in the artifact store {info.artifacts}, "
-            f"but it is not ({exc})."
-        ) from None
-    return target
+    paths = []
+    for model in models:
+        target = folder / model.filename
+        try:
+            optuna.artifacts.download_artifact(
+                artifact_store=store, file_path=str(target), artifact_id=model.artifact_id
+            )
+        except Exception as exc:
+            raise SearchError(
+                f"The model of trial {row.trial_number} must be readable in the artifact store {info.artifacts}, "
+                f"but it is not ({exc})."
+            ) from None
+        paths.append(target)
+    return paths
+
+
+def download_model(row: TrialRow, info: StudyInfo, folder: Path | None = None) -> Path:
+    """The trial's saved ``.keras`` file (the first fold's, for a cross-validated trial)."""
+    return download_models(row, info, folder)[0]
 
 
 def study_manifest(data_path: str, cache_dir: str, fingerprint: str) -> Manifest:

@@ -124,7 +124,8 @@ def make_pruner(settings: TrainingSettings) -> optuna.pruners.BasePruner:
             n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=settings.pruner_warmup_epochs
         )
     if settings.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=settings.max_epochs)
+        # With folds a trial reports max_epochs steps per fold (see search._folds).
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=settings.max_epochs * settings.folds)
     return optuna.pruners.NopPruner()
 
 

@@ -8,6 +8,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -24,7 +25,20 @@ from search.space import TrialConfig
 from search.store import Predictions
 from search.train import FitResult, Reporter, fit_model
 
-__all__ = ["TrialData", "TrialOutcome", "refit_trial", "run_trial"]
+__all__ = [
+    "FOCUS_IMAGES",
+    "OVERLAYS",
+    "TrialData",
+    "TrialOutcome",
+    "count_params",
+    "covid_heatmaps",
+    "focus_entries",
+    "focus_of",
+    "measure_focus",
+    "refit_trial",
+    "run_trial",
+    "trial_feed",
+]
 
 
 @dataclass
@@ -122,26 +136,38 @@ class TrialOutcome:
     overlays: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (file name, RGB uint8)
     routes: list[str] = field(default_factory=list)  # per phase: "images" or "features:<floats per image>"
     predictions: Predictions | None = None  # validation probabilities (ensembles, operating points)
+    # Cross-validation: each fold's model saved to a file (when the caller asked for the model),
+    # and per figure the mean, spread and values over folds.
+    fold_models: list[Path] = field(default_factory=list)
+    fold_spread: dict[str, dict[str, Any]] | None = None
+    _fold_dir: Any = None  # the temporary folder holding fold_models, removed with the outcome
 
 
 FOCUS_IMAGES = 96  # validation images with lung masks that Grad-CAM reads per trial
 OVERLAYS = 4
 
 
-def measure_focus(
-    built: BuiltModel, data: TrialData, config: TrialConfig, split: Split
-) -> tuple[LungFocus | None, str | None, list[tuple[str, np.ndarray]]]:
-    """Lung focus of the COVID score on validation images that have lung masks (never the test split)."""
-    masks, available, from_dataset = data.lung_masks(config.image_size, config.crop)
+FocusResult = tuple[LungFocus | None, str | None, list[tuple[str, np.ndarray]]]
+
+
+def focus_entries(data: TrialData, config: TrialConfig, split: Split) -> np.ndarray:
+    """The validation entries Grad-CAM reads: up to ``FOCUS_IMAGES`` with lung masks, evenly
+    spaced over the (sorted) validation indices, so every class, reproducibly. Never the test split."""
+    _, available, _ = data.lung_masks(config.image_size, config.crop)
     arrays = data.arrays(config.image_size, config.crop)
     val = split.indices["val"]
     val = val[available[val] & arrays.valid[val]]
     if len(val) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(val[np.linspace(0, len(val) - 1, min(FOCUS_IMAGES, len(val))).round().astype(int)])
+
+
+def focus_of(data: TrialData, config: TrialConfig, chosen: np.ndarray, heatmaps: np.ndarray) -> FocusResult:
+    """Lung focus, mask source and a few overlays from the COVID heatmaps of ``chosen`` entries."""
+    if len(chosen) == 0:
         return None, None, []
-    # Evenly spaced over the (sorted) validation indices: every class, reproducibly.
-    chosen = np.unique(val[np.linspace(0, len(val) - 1, min(FOCUS_IMAGES, len(val))).round().astype(int)])
-    images = np.asarray(arrays.images[chosen], dtype=np.float32)
-    heatmaps = gradcam(built.model, built.gradcam_layer, images, COVID_LABEL)
+    masks, _, from_dataset = data.lung_masks(config.image_size, config.crop)
+    images = np.asarray(data.arrays(config.image_size, config.crop).images[chosen[:OVERLAYS]])
     focus = lung_focus(heatmaps, masks[chosen])
     sources = set(np.where(from_dataset[chosen], "dataset", "segmenter").tolist())
     source = sources.pop() if len(sources) == 1 else "mixed"
@@ -152,7 +178,34 @@ def measure_focus(
     return focus, source, overlays
 
 
-def _count(weights: list[keras.Variable]) -> int:
+def covid_heatmaps(built: BuiltModel, data: TrialData, config: TrialConfig, chosen: np.ndarray) -> np.ndarray:
+    images = np.asarray(data.arrays(config.image_size, config.crop).images[chosen], dtype=np.float32)
+    return gradcam(built.model, built.gradcam_layer, images, COVID_LABEL)
+
+
+def measure_focus(built: BuiltModel, data: TrialData, config: TrialConfig, split: Split) -> FocusResult:
+    """Lung focus of the COVID score on validation images that have lung masks (never the test split)."""
+    chosen = focus_entries(data, config, split)
+    if len(chosen) == 0:
+        return None, None, []
+    return focus_of(data, config, chosen, covid_heatmaps(built, data, config, chosen))
+
+
+def trial_feed(built: BuiltModel, config: TrialConfig, data: TrialData, split: Split) -> TrialFeed:
+    """What each phase of ``fit_model`` trains on, for this model on this split."""
+    return TrialFeed(
+        built=built,
+        config=config,
+        split=split,
+        arrays=data.arrays(config.image_size, config.crop),
+        dataset=data.manifest.fingerprint,
+        weights=resolve_weights(built.spec, config.weights, config.image_size),
+        cache=data.feature_cache,
+        use_features=data.use_features,
+    )
+
+
+def count_params(weights: list[keras.Variable]) -> int:
     return int(sum(np.prod(w.shape) for w in weights))
 
 
@@ -166,8 +219,13 @@ def run_trial(
     """Train one model and measure it on the validation split (never the test split).
 
     The Keras session is cleared before and after, and garbage collected, so trials in one
-    process do not pile up graphs.
+    process do not pile up graphs. With ``config.folds > 1`` the trial is cross-validated
+    inside train+validation instead (:func:`search._folds.run_folds`).
     """
+    if config.folds > 1:
+        from search._folds import run_folds
+
+        return run_folds(config, data, report=report, keep_model=keep_model)
     started = time.perf_counter()
     keras.backend.clear_session()
     apply_precision()  # clear_session forgets the worker's choice
@@ -177,16 +235,7 @@ def run_trial(
     keras.utils.set_random_seed(config.seed)
     split = data.split(config.scheme)
     built = build_model(config, split.scheme.num_classes)
-    feed = TrialFeed(
-        built=built,
-        config=config,
-        split=split,
-        arrays=data.arrays(config.image_size, config.crop),
-        dataset=data.manifest.fingerprint,
-        weights=resolve_weights(built.spec, config.weights, config.image_size),
-        cache=data.feature_cache,
-        use_features=data.use_features,
-    )
+    feed = trial_feed(built, config, data, split)
     try:
         fit = fit_model(built, config, feed, report=report)
         metrics, focus, source, predictions = None, None, None, None
@@ -207,7 +256,7 @@ def run_trial(
             metrics=metrics,
             wall_time_s=time.perf_counter() - started,
             params=built.model.count_params(),
-            trainable_params=_count(built.model.trainable_weights),
+            trainable_params=count_params(built.model.trainable_weights),
             built=built if keep_model else None,
             split_fingerprint=split.fingerprint,
             focus=focus,
@@ -243,16 +292,7 @@ def refit_trial(config: TrialConfig, data: TrialData, epochs: int) -> keras.Mode
         merged = np.sort(np.concatenate([split.indices["train"], split.indices["val"]]))
         split = replace(split, indices={**split.indices, "train": merged})
         built = build_model(config, split.scheme.num_classes)
-        feed = TrialFeed(
-            built=built,
-            config=config,
-            split=split,
-            arrays=data.arrays(config.image_size, config.crop),
-            dataset=data.manifest.fingerprint,
-            weights=resolve_weights(built.spec, config.weights, config.image_size),
-            cache=data.feature_cache,
-            use_features=data.use_features,
-        )
+        feed = trial_feed(built, config, data, split)
         fit_model(built, replace(config, max_epochs=epochs), feed, early_stopping=False)
         return built.model
     finally:

@@ -28,6 +28,7 @@ __all__ = [
     "Evaluation",
     "StudyData",
     "evaluate_trial",
+    "load_trial_model",
     "main",
     "predict",
     "row_target",
@@ -105,12 +106,23 @@ class Evaluation:
     manifest: Manifest
 
 
-def evaluate_trial(storage: str, study: str, trial: int | None, *, data: str | None = None) -> Evaluation:
-    """Measure a stored model on the test split and store the figures as a ``split='test'`` row."""
+def load_trial_model(row: TrialRow, info: StudyInfo) -> Any:
+    """The trial's stored model; a cross-validated trial's fold models averaged in one model."""
     import keras
 
+    from search._records import download_models
+    from search.ensemble import build_ensemble
+
+    models = [keras.models.load_model(path, safe_mode=True) for path in download_models(row, info)]
+    if len(models) == 1:
+        return models[0]
+    return build_ensemble(models, [1 / len(models)] * len(models), int(models[0].input_shape[1]))
+
+
+def evaluate_trial(storage: str, study: str, trial: int | None, *, data: str | None = None) -> Evaluation:
+    """Measure a stored model on the test split and store the figures as a ``split='test'`` row."""
     from search._recording import metrics_to_row
-    from search._records import download_model, find_trial
+    from search._records import find_trial
     from search.metrics import compute_metrics
 
     sd = study_data(storage, study, data)
@@ -118,7 +130,7 @@ def evaluate_trial(storage: str, study: str, trial: int | None, *, data: str | N
     config = TrialConfig.from_json(row.config_json)
     split = sd.split(row)
     arrays = sd.arrays(config.image_size, config.crop)
-    model = keras.models.load_model(download_model(row, sd.info), safe_mode=True)
+    model = load_trial_model(row, sd.info)
     test = usable_test_indices(split, arrays, study)
     proba = predict(model, arrays, test, split.labels, config.batch_size)
     metrics = compute_metrics(

@@ -128,7 +128,7 @@ def _metric_rows(val: dict[str, Any], test: dict[str, Any]) -> str:
 def _members_text(card: dict[str, Any]) -> str:
     lines = [
         f"  - trial {m['trial']} ({m['backbone']}, freeze {m['config']['freeze_depth']:g}, {m['image_size']} px): "
-        f"weight {m['weight']:.2f}"
+        f"weight {m['weight']:.2f}" + (f" ({m['models']} fold models)" if m["models"] > 1 else "")
         for m in card["members"]
     ]
     return "\n".join(lines)
@@ -137,7 +137,7 @@ def _members_text(card: dict[str, Any]) -> str:
 def markdown(card: dict[str, Any]) -> str:
     val, test = card["validation"], card["test"]
     caveats = "\n".join(f"- {c}" for c in card["caveats"]) or "- none found"
-    if card["kind"] == "ensemble":
+    if len(card["members"]) > 1:
         title = f"ensemble of {len(card['members'])} trials of {card['study']} ({card['scheme']} scheme)"
         what = (
             "- Model: the weighted average of its members' probabilities (greedy ensemble selection with "
@@ -148,6 +148,10 @@ def markdown(card: dict[str, Any]) -> str:
         m = card["members"][0]
         title = f"{m['backbone']} ({card['scheme']} scheme), trial {m['trial']} of {card['study']}"
         what = f"- Model: trial {m['trial']} of the study, one model."
+        if m["models"] > 1:
+            what = (
+                f"- Model: trial {m['trial']} of the study: its {m['models']} cross-validation fold models, averaged."
+            )
     if card["refit"]:
         what += (
             "\n- Refit: every member was trained again on train+validation for the epochs its early stopping "
@@ -169,7 +173,7 @@ Intended use: {INTENDED_USE}
 - Lung focus (Grad-CAM energy inside the lungs): {fmt(card["lung_focus"])}.
 - Dataset fingerprint {card["dataset"]["fingerprint"]}, split fingerprint {card["dataset"]["split_fingerprint"]}.
 
-| metric | validation | test (measured once, at export) |
+| metric | {"validation (out-of-fold)" if val["split"] == "oof" else "validation"} | test (measured once, at export) |
 |---|---|---|
 {_metric_rows(val, test)}
 

@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--study", required=True)
     parser.add_argument("--out", required=True, type=Path, help="a new or empty folder")
-    choice = parser.add_argument_group("what to export (default: the ensemble selected from the top 10 trials with a saved model)")
+    choice = parser.add_argument_group("what to export (default: an ensemble selected from the top 10 saved trials)")
     choice.add_argument("--trial", type=int, help="one trial, by number")
     choice.add_argument(
         "--ensemble", type=int, help="select the ensemble from the top K trials (1: the top trial alone)"

@@ -42,7 +42,7 @@ def _decision(threshold: float | None, target: OperatingTarget, given: bool) -> 
     }
 
 
-def _member_card(m: Member, model: Any) -> dict[str, Any]:
+def _member_card(m: Member, models: list[Any]) -> dict[str, Any]:
     from search.backbones import get_backbone
     from search.gradcam import gradcam_layer_of
 
@@ -52,7 +52,8 @@ def _member_card(m: Member, model: Any) -> dict[str, Any]:
         "backbone": m.config.backbone,
         "weight": m.weight,
         "image_size": m.config.image_size,
-        "gradcam_layer": gradcam_layer_of(model, get_backbone(m.config.backbone).gradcam_layer),
+        "gradcam_layer": gradcam_layer_of(models[0], get_backbone(m.config.backbone).gradcam_layer),
+        "models": len(models),  # a cross-validated trial brings its fold models, sharing its weight
         "validation_lung_focus": m.row.lung_focus,
         "best_epoch": m.row.best_epoch,
         "config": asdict(m.config),
@@ -92,17 +93,24 @@ def export(
     classes = list(split.scheme.class_names)
     target = target or row_target(lead.row, sd.info)
     validation, threshold_used = validation_figures(choice, classes, target, threshold)
-    models = load_members(choice, sd, refit)
+    per_member = load_members(choice, sd, refit)
     size = max(m.config.image_size for m in choice.members)
-    single = len(models) == 1
-    model = models[0] if single else build_ensemble(models, [m.weight for m in choice.members], size)
-    member_cards = [_member_card(m, mm) for m, mm in zip(choice.members, models, strict=True)]
+    member_cards = [_member_card(m, mm) for m, mm in zip(choice.members, per_member, strict=True)]
+    # One flat list of models: a cross-validated member's fold models share its weight.
+    flat = [(model, m.weight / len(mm)) for m, mm in zip(choice.members, per_member, strict=True) for model in mm]
+    single = len(flat) == 1
+    model = flat[0][0] if single else build_ensemble([f for f, _ in flat], [w for _, w in flat], size)
+    gradcam_members = [
+        [card["gradcam_layer"], weight]
+        for card, mm in zip(member_cards, per_member, strict=True)
+        for weight in [card["weight"] / len(mm)] * len(mm)
+    ]
 
     arrays = sd.arrays(size, lead.config.crop)
     test = usable_test_indices(split, arrays, study)
     proba = predict(model, arrays, test, split.labels, lead.config.batch_size)
     tested = compute_metrics(split.labels[test], proba, classes, split="test", target=target, threshold=threshold_used)
-    if single and not refit:  # the trial's own model: its test row sits beside its validation row
+    if len(choice.members) == 1 and not refit:  # the trial's own model: its test row sits beside its validation row
         _store_test_row(sd.store, lead.row, tested)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -112,9 +120,9 @@ def export(
     focus = [(m.row.lung_focus, m.weight) for m in choice.members]
     card = {
         "study": study,
-        "kind": "single" if single else "ensemble",
+        "kind": "single" if single else "ensemble",  # an ensemble: also one cross-validated trial's bag
         "refit": refit,
-        "trial": lead.row.trial_number if single else None,
+        "trial": lead.row.trial_number if len(choice.members) == 1 else None,
         "engine": lead.row.engine,
         "members": member_cards,
         "selection": None
@@ -138,8 +146,8 @@ def export(
         },
         "decision": _decision(threshold_used, target, given=threshold is not None),
         "gradcam_layer": member_cards[0]["gradcam_layer"] if single else None,
-        "gradcam": {"members": [[c["gradcam_layer"], c["weight"]] for c in member_cards]},
-        "config": asdict(lead.config) if single else None,
+        "gradcam": {"members": gradcam_members},
+        "config": asdict(lead.config) if len(choice.members) == 1 else None,
         "validation": validation,
         "test": summary(tested),
         "lung_focus": None if any(f is None for f, _ in focus) else sum(f * w for f, w in focus if f is not None),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -145,24 +145,26 @@ def validation_figures(
     labels = first.labels
     if threshold is None:
         threshold = choose_threshold(labels == COVID_LABEL, proba[:, COVID_LABEL], target)
-    metrics = compute_metrics(labels, proba, classes, split="val", target=target, threshold=threshold)
+    metrics = compute_metrics(labels, proba, classes, split=first.kind, target=target, threshold=threshold)
     return summary(metrics), threshold
 
 
-def load_members(choice: Choice, sd: StudyData, refit: bool) -> list[Any]:
+def load_members(choice: Choice, sd: StudyData, refit: bool) -> list[list[Any]]:
+    """Each member's models: its one model, or its fold models (a cross-validated trial), or the
+    one model a refit on train+validation trains."""
     import keras
 
-    from search._records import download_model
+    from search._records import download_models
     from search._trial import refit_trial
 
-    models = []
+    models: list[list[Any]] = []
     for m in choice.members:
         if refit:
             epochs = (m.row.best_epoch if m.row.best_epoch is not None else m.config.max_epochs - 1) + 1
             print(
                 f"Refitting trial {m.row.trial_number} on train+validation for {epochs} epoch(s) ...", file=sys.stderr
             )
-            models.append(refit_trial(m.config, sd.trial_data, epochs))
+            models.append([refit_trial(replace(m.config, folds=1), sd.trial_data, epochs)])
         else:
-            models.append(keras.models.load_model(download_model(m.row, sd.info), safe_mode=True))
+            models.append([keras.models.load_model(p, safe_mode=True) for p in download_models(m.row, sd.info)])
     return models

@@ -28,7 +28,9 @@ def test_the_page_shows_the_winner_and_the_rule(monkeypatch: pytest.MonkeyPatch,
     at = _app(monkeypatch, study_db)
     assert not at.exception
     assert _top(at).startswith(f"**Top-ranked: trial {WINNER} (")
-    assert any("Ranked by COVID sensitivity @ target ↓, then lung focus ↓, then COVID AUC ↓" in c.value for c in at.caption)
+    assert any(
+        "Ranked by COVID sensitivity @ target ↓, then lung focus ↓, then COVID AUC ↓" in c.value for c in at.caption
+    )
     assert any("threshold is chosen on its validation images for COVID specificity 0.95" in c.value for c in at.caption)
     assert len(at.dataframe) >= 1
 

@@ -131,7 +131,10 @@ def test_overrides_replace_choices_and_training() -> None:
         (_with("training", "target_specificity", 1.0), "`0 < target specificity < 1` must hold, but got 1.0."),
         (_with("training", "target_sensitivity", 0.0), "`0 < target sensitivity < 1` must hold, but got 0.0."),
         (
-            {**_with("training", "target_sensitivity", 0.9), "training": {"target_specificity": 0.95, "target_sensitivity": 0.9}},
+            {
+                **_with("training", "target_sensitivity", 0.9),
+                "training": {"target_specificity": 0.95, "target_sensitivity": 0.9},
+            },
             "exactly one of `target_specificity` and `target_sensitivity` must hold, but got "
             "(target_specificity=0.95, target_sensitivity=0.9).",
         ),
