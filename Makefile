@@ -1,5 +1,6 @@
-# One command each: `make run` (set up, then run the main job) and `make test` (set up, then
-# lint, type-check and test). Everything installs into .venv beside this file.
+# One command each: `make run` (set up, then run the main job), `make export` (package its best
+# model) and `make test` (set up, then lint, type-check and test). Everything installs into
+# .venv beside this file.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +12,7 @@ WEIGHTS ?= $(if $(wildcard ../shared/weights/*.h5),../shared/weights,imagenet)
 # The CPU build of TensorFlow; use TF_EXTRA=gpu on a machine with NVIDIA GPUs.
 TF_EXTRA ?= cpu
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run export test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,10 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The study's best model: an ensemble of its top trials, measured once on the test split.
+export: setup
+	$(PY) -m search.export --study cxr-search --out winner
 
 test: lint
 	$(PY) -m pytest
