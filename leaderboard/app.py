@@ -211,6 +211,9 @@ def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
         st.dataframe(pd.Series(detail.metrics, name="value").to_frame())
         if not detail.per_class.empty:
             st.dataframe(detail.per_class)
+        if not detail.folds.empty:
+            st.caption("Cross-validated: each figure's mean and spread over the folds.")
+            st.dataframe(detail.folds)
     with right:
         if not detail.epochs.empty:
             st.plotly_chart(charts.learning_curve_figure(detail.epochs, detail.pruned_at_epoch))

@@ -48,11 +48,14 @@ __all__ = [
 LABELS: dict[str, str] = {
     "op_sensitivity": "COVID sensitivity @ target",
     "op_sensitivity_low": "COVID sensitivity @ target, 95% lower bound",
+    "op_sensitivity_high": "COVID sensitivity @ target, 95% upper bound",
     "op_specificity": "COVID specificity @ target",
     "op_specificity_low": "COVID specificity @ target, 95% lower bound",
+    "op_specificity_high": "COVID specificity @ target, 95% upper bound",
     "covid_threshold": "COVID threshold",
     "covid_sensitivity": "COVID sensitivity",
     "covid_sensitivity_low": "COVID sensitivity, 95% lower bound",
+    "covid_sensitivity_high": "COVID sensitivity, 95% upper bound",
     "lung_focus": "lung focus",
     "lung_focus_ratio": "lung focus / lung area",
     "pointing_game": "Grad-CAM peak in lungs",
@@ -253,6 +256,7 @@ class TrialDetail:
     pruned_at_epoch: int | None
     error: str | None
     artifacts: list[dict[str, Any]] = field(default_factory=list)
+    folds: pd.DataFrame = field(default_factory=pd.DataFrame)  # per figure: mean, std, per-fold values
 
 
 def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str = "optuna") -> TrialDetail | None:
@@ -302,7 +306,27 @@ def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str
             pruned_at_epoch=row.pruned_at_epoch,
             error=row.error,
             artifacts=[dict(a._mapping) for a in artifacts],
+            folds=_fold_table(row.fold_spread_json),
         )
+
+
+def _fold_table(spread_json: str | None) -> pd.DataFrame:
+    """A cross-validated trial's figures: mean and standard deviation over folds, then each fold."""
+    if not spread_json:
+        return pd.DataFrame()
+    try:
+        spread = json.loads(spread_json)
+    except ValueError:
+        return pd.DataFrame()
+    rows = {
+        LABELS.get(name, name): {
+            "mean": item.get("mean"),
+            "std": item.get("std"),
+            **{f"fold {k + 1}": v for k, v in enumerate(item.get("folds", []))},
+        }
+        for name, item in spread.items()
+    }
+    return pd.DataFrame(rows).T
 
 
 def _study_attr(engine: Engine, study: str, key: str) -> Any:

@@ -212,3 +212,23 @@ def test_both_engines_rank_side_by_side_and_filter_apart(tmp_path: Path) -> None
     optuna_detail = D.trial_detail(engine, "mixed", 0, "optuna")
     assert kt_detail is not None and optuna_detail is not None
     assert kt_detail.metrics["covid_sensitivity"] == 1.0 != optuna_detail.metrics.get("covid_sensitivity")
+
+
+def test_a_cross_validated_trial_shows_its_figures_per_fold(tmp_path: Path) -> None:
+    import json as _json
+
+    from leaderboard.synthetic import make_synthetic_study
+    from search.space import TrialConfig
+    from search.store import ResultStore, config_row
+
+    url = f"sqlite:///{tmp_path / 'folds.db'}"
+    make_synthetic_study(url, "f", 5, seed=2)
+    row = config_row("f", 50, TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three", folds=3), "COMPLETE")
+    row.folds = 3
+    row.fold_spread_json = _json.dumps({"accuracy": {"mean": 0.9, "std": 0.02, "folds": [0.88, 0.9, 0.92]}})
+    ResultStore(url).record(row)
+    detail = D.trial_detail(D.read_only_engine(url), "f", 50)
+    assert detail is not None
+    assert detail.folds.loc["accuracy", "mean"] == 0.9 and detail.folds.loc["accuracy", "fold 3"] == 0.92
+    plain = D.trial_detail(D.read_only_engine(url), "f", 0)
+    assert plain is not None and plain.folds.empty
