@@ -543,6 +543,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"it gives; those below argmax COVID specificity {MIN_SPECIFICITY:.2f} after the others):"
     )
     print(top_table(rows) if rows else "  no completed trial yet")
+    if rows:
+        storage = "" if plan.storage == DEFAULT_STORAGE else f" --storage '{mask_url(plan.storage)}'"
+        print(
+            f"\nPackage the best model (an ensemble of the top trials, measured once on the test split):\n"
+            f"  python -m search.export --study {plan.study}{storage} --out winner/"
+        )
     return status
 
 

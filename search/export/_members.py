@@ -68,16 +68,19 @@ def _check_compatible(rows: Sequence[TrialRow]) -> None:
         )
 
 
-def choose(sd: StudyData, study: str, trial: int | None, ensemble: int | None, members: Sequence[int] | None) -> Choice:
-    from search._records import find_trial
+def _member(row: TrialRow, weight: float, predictions: Predictions | None) -> Member:
+    return Member(row, TrialConfig.from_json(row.config_json), weight, predictions)
 
-    if trial is not None:
-        row = find_trial(sd.store, study, trial)
-        found = sd.store.predictions(study, [row]).get(row.trial_number)
-        return Choice([Member(row, TrialConfig.from_json(row.config_json), 1.0, found)], None, [row.trial_number])
+
+def _pool(
+    sd: StudyData, study: str, ensemble: int | None, members: Sequence[int] | None
+) -> tuple[list[TrialRow], dict[int, Predictions]]:
+    """The candidates: named by ``members``, the top ``ensemble``, or by default the top
+    ``DEFAULT_ENSEMBLE`` that have stored predictions (older trials have none)."""
     eligible = _eligible(sd.store, study, sd.info.ranking)
     if not eligible:
         raise SearchError(f"The study must have a completed trial with a saved model, but {study!r} has none yet.")
+    stored = sd.store.predictions(study, eligible)
     if members is not None:
         by_number = {r.trial_number: r for r in eligible}
         missing = [m for m in members if m not in by_number]
@@ -86,28 +89,24 @@ def choose(sd: StudyData, study: str, trial: int | None, ensemble: int | None, m
                 f"`--members` must name completed trials of {study!r} with a saved model, but {missing} are not "
                 f"among them ({sorted(by_number)})."
             )
-        pool = [by_number[m] for m in members]
-    else:
-        size = min(DEFAULT_ENSEMBLE, len(eligible)) if ensemble is None else ensemble
-        if size > len(eligible):
-            raise SearchError(
-                f"`--ensemble` must be at most the {len(eligible)} completed trial(s) of {study!r} with a saved "
-                f"model, but got {size}."
-            )
-        pool = eligible[:size]
-    _check_compatible(pool)
-    stored = sd.store.predictions(study, pool)
+        return [by_number[m] for m in members], stored
+    if ensemble is None:
+        with_predictions = [r for r in eligible if r.trial_number in stored]
+        return (with_predictions or eligible)[:DEFAULT_ENSEMBLE], stored
+    if ensemble > len(eligible):
+        raise SearchError(
+            f"`--ensemble` must be at most the {len(eligible)} completed trial(s) of {study!r} with a saved "
+            f"model, but got {ensemble}."
+        )
+    return eligible[:ensemble], stored
+
+
+def _check_measured_alike(pool: Sequence[TrialRow], stored: dict[int, Predictions]) -> None:
     without = [r.trial_number for r in pool if r.trial_number not in stored]
-    if len(pool) > 1 and without:
+    if without:
         raise SearchError(
             f"Every ensemble candidate must have stored validation predictions, but trials {without} have none "
             "(they were recorded by an older version); export one of them with --trial."
-        )
-    numbers = [r.trial_number for r in pool]
-    if len(pool) == 1:
-        row = pool[0]
-        return Choice(
-            [Member(row, TrialConfig.from_json(row.config_json), 1.0, stored.get(row.trial_number))], None, numbers
         )
     first = stored[pool[0].trial_number]
     for r in pool[1:]:
@@ -117,11 +116,23 @@ def choose(sd: StudyData, study: str, trial: int | None, ensemble: int | None, m
                 f"Ensemble candidates must be measured on the same validation images, but trials "
                 f"{pool[0].trial_number} and {r.trial_number} were not."
             )
-    selection = select_ensemble([stored[n].proba for n in numbers], first.labels)
-    chosen = [
-        Member(pool[i], TrialConfig.from_json(pool[i].config_json), selection.weights[i], stored[numbers[i]])
-        for i in selection.chosen
-    ]
+
+
+def choose(sd: StudyData, study: str, trial: int | None, ensemble: int | None, members: Sequence[int] | None) -> Choice:
+    """What to export: one trial, or the greedy ensemble over a pool of the top trials."""
+    from search._records import find_trial
+
+    if trial is not None:
+        row = find_trial(sd.store, study, trial)
+        return Choice([_member(row, 1.0, sd.store.predictions(study, [row]).get(trial))], None, [trial])
+    pool, stored = _pool(sd, study, ensemble, members)
+    numbers = [r.trial_number for r in pool]
+    if len(pool) == 1:
+        return Choice([_member(pool[0], 1.0, stored.get(numbers[0]))], None, numbers)
+    _check_compatible(pool)
+    _check_measured_alike(pool, stored)
+    selection = select_ensemble([stored[n].proba for n in numbers], stored[numbers[0]].labels)
+    chosen = [_member(pool[i], selection.weights[i], stored[numbers[i]]) for i in selection.chosen]
     return Choice(chosen, selection, numbers)
 
 
