@@ -32,6 +32,7 @@ __all__ = [
     "main",
     "predict",
     "row_target",
+    "store_test_row",
     "study_data",
     "usable_test_indices",
 ]
@@ -121,7 +122,6 @@ def load_trial_model(row: TrialRow, info: StudyInfo) -> Any:
 
 def evaluate_trial(storage: str, study: str, trial: int | None, *, data: str | None = None) -> Evaluation:
     """Measure a stored model on the test split and store the figures as a ``split='test'`` row."""
-    from search._recording import metrics_to_row
     from search._records import find_trial
     from search.metrics import compute_metrics
 
@@ -141,14 +141,22 @@ def evaluate_trial(storage: str, study: str, trial: int | None, *, data: str | N
         target=row_target(row, sd.info),
         threshold=row.covid_threshold,
     )
+    store_test_row(sd.store, row, metrics)
+    return Evaluation(row, metrics, model, split, arrays, sd.info, sd.manifest)
+
+
+def store_test_row(store: ResultStore, row: TrialRow, metrics: TrialMetrics) -> None:
+    """The trial's test figures as a ``split='test'`` row beside its validation row (never ranked)."""
+    from search._recording import metrics_to_row
+
     test_row = TrialRow(
         **{c.key: getattr(row, c.key) for c in TrialRow.__table__.columns if c.key not in ("id", "created_at")}
     )
     test_row.split = "test"
     metrics_to_row(test_row, metrics)
     test_row.loss = None
-    sd.store.record(test_row)
-    return Evaluation(row, metrics, model, split, arrays, sd.info, sd.manifest)
+    test_row.folds, test_row.fold_spread_json = None, None  # one measurement of one model
+    store.record(test_row)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

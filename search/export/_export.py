@@ -13,12 +13,11 @@ import numpy as np
 
 from search._errors import SearchError
 from search.ensemble import build_ensemble
-from search.evaluate import predict, row_target, study_data, usable_test_indices
+from search.evaluate import predict, row_target, store_test_row, study_data, usable_test_indices
 from search.export._card import INTENDED_USE, WARNING, caveats, markdown, summary, versions
 from search.export._files import FORMATS, check_formats, check_out, verify, write
-from search.export._members import Member, check_choice_args, choose, load_members, validation_figures
-from search.metrics import COVID_LABEL, OperatingTarget, TrialMetrics, compute_metrics
-from search.store import ResultStore, TrialRow
+from search.export._members import Choice, Member, check_choice_args, choose, load_members, validation_figures
+from search.metrics import COVID_LABEL, OperatingTarget, compute_metrics
 
 __all__ = ["SAMPLE_IMAGES", "ExportResult", "export"]
 
@@ -60,6 +59,21 @@ def _member_card(m: Member, models: list[Any]) -> dict[str, Any]:
     }
 
 
+def _assemble(choice: Choice, per_member: list[list[Any]], size: int) -> tuple[Any, list[dict[str, Any]], list[Any]]:
+    """The exported model, the members' card entries and the Grad-CAM (layer, weight) of each model.
+
+    Members are flattened into one list of models: a cross-validated member's fold models
+    share its weight equally, so no ensemble is nested in another (Grad-CAM reads flat models).
+    """
+    cards = [_member_card(m, models) for m, models in zip(choice.members, per_member, strict=True)]
+    flat = [(model, m.weight / len(ms)) for m, ms in zip(choice.members, per_member, strict=True) for model in ms]
+    gradcam = [[card["gradcam_layer"], w] for card, ms in zip(cards, per_member, strict=True) for _, w in
+               zip(ms, [card["weight"] / len(ms)] * len(ms), strict=True)]  # fmt: skip
+    if len(flat) == 1:
+        return flat[0][0], cards, gradcam
+    return build_ensemble([f for f, _ in flat], [w for _, w in flat], size), cards, gradcam
+
+
 def export(
     storage: str,
     study: str,
@@ -95,23 +109,15 @@ def export(
     validation, threshold_used = validation_figures(choice, classes, target, threshold)
     per_member = load_members(choice, sd, refit)
     size = max(m.config.image_size for m in choice.members)
-    member_cards = [_member_card(m, mm) for m, mm in zip(choice.members, per_member, strict=True)]
-    # One flat list of models: a cross-validated member's fold models share its weight.
-    flat = [(model, m.weight / len(mm)) for m, mm in zip(choice.members, per_member, strict=True) for model in mm]
-    single = len(flat) == 1
-    model = flat[0][0] if single else build_ensemble([f for f, _ in flat], [w for _, w in flat], size)
-    gradcam_members = [
-        [card["gradcam_layer"], weight]
-        for card, mm in zip(member_cards, per_member, strict=True)
-        for weight in [card["weight"] / len(mm)] * len(mm)
-    ]
+    model, member_cards, gradcam_members = _assemble(choice, per_member, size)
+    single = len(gradcam_members) == 1
 
     arrays = sd.arrays(size, lead.config.crop)
     test = usable_test_indices(split, arrays, study)
     proba = predict(model, arrays, test, split.labels, lead.config.batch_size)
     tested = compute_metrics(split.labels[test], proba, classes, split="test", target=target, threshold=threshold_used)
     if len(choice.members) == 1 and not refit:  # the trial's own model: its test row sits beside its validation row
-        _store_test_row(sd.store, lead.row, tested)
+        store_test_row(sd.store, lead.row, tested)
 
     out.mkdir(parents=True, exist_ok=True)
     files = write(model, out, formats)
@@ -150,6 +156,7 @@ def export(
         "config": asdict(lead.config) if len(choice.members) == 1 else None,
         "validation": validation,
         "test": summary(tested),
+        # One trial's measured focus; for an ensemble, its members' focus weighted like their probabilities.
         "lung_focus": None if any(f is None for f, _ in focus) else sum(f * w for f, w in focus if f is not None),
         "dataset": {
             "path": sd.info.data_path,
@@ -167,15 +174,3 @@ def export(
     (out / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
     (out / "MODEL_CARD.md").write_text(markdown(card))
     return ExportResult(out, card)
-
-
-def _store_test_row(store: ResultStore, row: TrialRow, metrics: TrialMetrics) -> None:
-    from search._recording import metrics_to_row
-
-    test_row = TrialRow(
-        **{c.key: getattr(row, c.key) for c in TrialRow.__table__.columns if c.key not in ("id", "created_at")}
-    )
-    test_row.split = "test"
-    metrics_to_row(test_row, metrics)
-    test_row.loss = None
-    store.record(test_row)
