@@ -7,6 +7,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DATA   ?= ../shared/cxr/radiography/COVID-19_Radiography_Dataset
 TRIALS ?= 20
+# No new trial starts after this many seconds (running ones finish): the main job stays
+# under 30 minutes on 2 CPU cores whatever the sampler draws.
+TIMEOUT ?= 1500
 # A folder of Keras-named ImageNet weight files where one is beside the checkout, else download.
 WEIGHTS ?= $(if $(wildcard ../shared/weights/*.h5),../shared/weights,imagenet)
 # The CPU build of TensorFlow; use TF_EXTRA=gpu on a machine with NVIDIA GPUs.
@@ -24,7 +27,7 @@ setup: $(VENV)/.installed
 
 run: setup
 	$(PY) -m cxrdata.inspect "$(DATA)"
-	$(PY) -m search.launch --trials $(TRIALS) --data "$(DATA)" --weights "$(WEIGHTS)"
+	$(PY) -m search.launch --trials $(TRIALS) --timeout $(TIMEOUT) --data "$(DATA)" --weights "$(WEIGHTS)"
 
 lint: setup
 	$(VENV)/bin/ruff check .

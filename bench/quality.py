@@ -4,7 +4,8 @@
 
 For each seed (the split seed and the search seed), in a folder of its own:
 
-1. the README's main job: ``python -m search.launch --trials 20`` with the default space;
+1. the README's main job (``make run``): ``python -m search.launch --trials 20 --timeout 1500``
+   with the default space;
 2. three exports of that study: the single top-ranked trial (``--ensemble 1``), the default
    ensemble, and the ensemble refitted on train+validation (``--refit``);
 3. the usual recipe on the same split: one frozen DenseNet121 at 224 px + Dense(256) with
@@ -157,8 +158,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
     times: dict[str, float] = {}
     if not (folder / "optuna.db").exists():
         times["search"] = _run(
-            ["-m", "search.launch", "--trials", str(args.trials), "--data", str(args.data), "--weights",
-             args.weights, "--seed", str(seed), "--split-seed", str(seed)], folder, log,
+            ["-m", "search.launch", "--trials", str(args.trials), "--timeout", "1500", "--data", str(args.data),
+             "--weights", args.weights, "--seed", str(seed), "--split-seed", str(seed)], folder, log,
         )  # fmt: skip
     exports = {"single": ["--ensemble", "1"], "ensemble": []}
     if not args.skip_refit:

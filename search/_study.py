@@ -119,6 +119,12 @@ def artifact_store(location: str) -> optuna.artifacts.FileSystemArtifactStore | 
 
 
 def make_pruner(settings: TrainingSettings) -> optuna.pruners.BasePruner:
+    if settings.pruner == "percentile":
+        return optuna.pruners.PercentilePruner(
+            settings.pruner_percentile,
+            n_startup_trials=settings.pruner_startup_trials,
+            n_warmup_steps=settings.pruner_warmup_epochs,
+        )
     if settings.pruner == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=settings.pruner_warmup_epochs

@@ -17,9 +17,10 @@ from search.space._config import TrialConfig
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["DEFAULT_SPACE_FILE", "Range", "SearchSpace", "TrainingSettings", "load_space"]
+__all__ = ["DEFAULT_SPACE_FILE", "PRUNERS", "Range", "SearchSpace", "TrainingSettings", "load_space"]
 
 DEFAULT_SPACE_FILE = Path(__file__).with_name("default.toml")
+PRUNERS = ("percentile", "median", "hyperband", "none")
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,10 @@ class TrainingSettings:
     warmup_epochs: int = 1
     fine_tune_lr_factor: float = 0.1
     crop: float = 0.0
-    pruner: str = "median"
+    pruner: str = "percentile"
+    pruner_percentile: float = 75.0  # "percentile": prune a trial worse than this share of completed trials
     pruner_startup_trials: int = 4
-    pruner_warmup_epochs: int = 2
+    pruner_warmup_epochs: int = 3
     # The operating point each trial's COVID threshold is chosen for on validation: one of the two.
     target_specificity: float | None = 0.95
     target_sensitivity: float | None = None
@@ -99,6 +101,7 @@ class TrainingSettings:
             (0 <= self.crop < 0.5, "`0 <= crop < 0.5`", f"crop={self.crop}"),
             (self.pruner_startup_trials >= 0, "`pruner_startup_trials >= 0`", f"{self.pruner_startup_trials}"),
             (self.pruner_warmup_epochs >= 0, "`pruner_warmup_epochs >= 0`", f"{self.pruner_warmup_epochs}"),
+            (0 < self.pruner_percentile < 100, "`0 < pruner_percentile < 100`", f"{self.pruner_percentile}"),
             (self.folds >= 2 or self.folds == 1, "`folds >= 2` (or 1 for no cross-validation)", f"folds={self.folds}"),
             (
                 (self.target_specificity is None) != (self.target_sensitivity is None),
@@ -113,9 +116,9 @@ class TrainingSettings:
             self.target  # noqa: B018 - checks the target's range
         except ValueError as exc:
             raise SearchError(str(exc)) from None
-        if self.pruner not in ("median", "hyperband", "none"):
-            hint = did_you_mean(self.pruner, ("median", "hyperband", "none"))
-            raise SearchError(f"`pruner` must be one of median, hyperband, none, but got {self.pruner!r}.{hint}")
+        if self.pruner not in PRUNERS:
+            hint = did_you_mean(self.pruner, PRUNERS)
+            raise SearchError(f"`pruner` must be one of {', '.join(PRUNERS)}, but got {self.pruner!r}.{hint}")
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def test_a_resumed_study_continues_its_trial_count(searched: Path) -> None:
         ),
         (lambda t, d: ["--data", str(d), "--weights", "imagenett"], "`--weights` must be 'imagenet', 'none' or an existing"),
         (lambda t, d: ["--data", str(d), "--schemes", "four"], "The 'four' scheme needs images in the class folder(s) 'Lung_Opacity'"),
-        (lambda t, d: ["--data", str(d), "--pruner", "asha"], "`pruner` must be one of median, hyperband, none, but got 'asha'."),
+        (lambda t, d: ["--data", str(d), "--pruner", "asha"], "`pruner` must be one of percentile, median, hyperband, none, but got 'asha'."),
         (lambda t, d: ["--data", str(d), "--image-size", "8"], "`16 <= image_size <= 2048` must hold, but got image_size=8."),
         (lambda t, d: ["--data", str(d), "--storage", "not a url"], "`--storage` must be a database URL such as"),
         (

@@ -112,7 +112,7 @@ def test_overrides_replace_choices_and_training() -> None:
         (_with("training", "epochs", 3), "The training settings have no field 'epochs'. Did you mean"),
         (
             _with("training", "pruner", "medain"),
-            "`pruner` must be one of median, hyperband, none, but got 'medain'. Did you mean",
+            "`pruner` must be one of percentile, median, hyperband, none, but got 'medain'. Did you mean",
         ),
         (_with("training", "max_epochs", 0), "`max_epochs >= 1` must hold, but got max_epochs=0."),
         (
@@ -193,3 +193,22 @@ def test_bad_selection_flags_are_refused(argv: list[str], message: str, capsys: 
     with pytest.raises(SystemExit):
         parse_args(["--trials", "1", *argv])
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("percentile", "PercentilePruner"),
+        ("median", "MedianPruner"),
+        ("hyperband", "HyperbandPruner"),
+        ("none", "NopPruner"),
+    ],
+)
+def test_each_pruner_setting_makes_optunas_pruner(name: str, kind: str) -> None:
+    from search._study import make_pruner
+    from search.space import TrainingSettings
+
+    pruner = make_pruner(TrainingSettings(pruner=name, pruner_percentile=75.0))
+    assert type(pruner).__name__ == kind
+    if name == "percentile":
+        assert pruner._percentile == 75.0 and pruner._n_warmup_steps == 3
