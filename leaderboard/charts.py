@@ -26,31 +26,27 @@ IMPORTANCE_MAX_TRIALS = 1000
 
 
 def sensitivity_focus_figure(frame: pd.DataFrame) -> go.Figure:
-    """COVID sensitivity against lung focus, Pareto front marked. Until lung focus is measured,
-    the y axis falls back to validation AUC and the title says so."""
+    """COVID sensitivity (at the target specificity where trials have it) against lung focus,
+    Pareto front marked. Until lung focus is measured, the y axis falls back to COVID AUC and the
+    title says so."""
     done = frame[frame["state"] == "COMPLETE"].copy()
+    x = "op_sensitivity" if "op_sensitivity" in done and done["op_sensitivity"].notna().any() else "covid_sensitivity"
     measured = done["lung_focus"].notna().any()
-    y = "lung_focus" if measured else "roc_auc"
-    done["pareto"] = pareto_front(done, "covid_sensitivity", y)
-    title = (
-        "COVID sensitivity vs lung focus"
-        if measured
-        else "COVID sensitivity vs validation AUC (lung focus not measured yet)"
-    )
+    y = "lung_focus" if measured else "covid_auc"
+    done["pareto"] = pareto_front(done, x, y)
+    title = f"{LABELS[x]} vs {LABELS[y]}" + ("" if measured else " (lung focus not measured yet)")
     fig = px.scatter(
         done,
-        x="covid_sensitivity",
+        x=x,
         y=y,
         color="backbone",
         symbol="pareto",
         hover_data=["trial_number", "scheme", "freeze_depth", "accuracy"],
-        labels={"covid_sensitivity": LABELS["covid_sensitivity"], y: LABELS[y]},
+        labels={x: LABELS[x], y: LABELS[y]},
         title=title,
     )
-    front = done[done["pareto"]].sort_values("covid_sensitivity")
-    fig.add_trace(
-        go.Scatter(x=front["covid_sensitivity"], y=front[y], mode="lines", name="Pareto front", line={"dash": "dot"})
-    )
+    front = done[done["pareto"]].sort_values(x)
+    fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="Pareto front", line={"dash": "dot"}))
     return fig
 
 
