@@ -210,5 +210,3 @@ def test_each_pruner_setting_makes_optunas_pruner(name: str, kind: str) -> None:
 
     pruner = make_pruner(TrainingSettings(pruner=name, pruner_percentile=75.0))
     assert type(pruner).__name__ == kind
-    if name == "percentile":
-        assert pruner._percentile == 75.0 and pruner._n_warmup_steps == 3
