@@ -36,7 +36,7 @@ class TrialRow(Base):
     __table_args__ = (
         UniqueConstraint("study_name", "engine", "trial_number", "split", name="uq_cxr_trial"),
         Index("ix_cxr_trials_rank", "study_name", "covid_sensitivity", "lung_focus", "roc_auc"),
-        Index("ix_cxr_trials_rank_op", "study_name", "op_sensitivity", "covid_auc", "lung_focus"),
+        Index("ix_cxr_trials_rank_op", "study_name", "op_sensitivity", "lung_focus", "covid_auc"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
