@@ -27,7 +27,8 @@ def test_the_space_declared_through_keras_tuner_is_the_optuna_space() -> None:
     }  # fmt: skip
     assert list(declared["backbone"].values) == list(space.backbones)
     assert declared["freeze_depth"].step == space.freeze_depth.step
-    assert (declared["freeze_depth"].min_value, declared["freeze_depth"].max_value) == (0.5, 1.0)
+    depth = (declared["freeze_depth"].min_value, declared["freeze_depth"].max_value)
+    assert depth == (space.freeze_depth.low, space.freeze_depth.high) == (0.75, 1.0)
     assert declared["learning_rate"].sampling == "log"
     assert declared["head_width"].sampling == "log"
 
