@@ -29,7 +29,7 @@ DEFAULT_STORAGE = "sqlite:///optuna.db"
 PAGE_SIZE = 50
 CACHE_TTL_S = 5
 CHARTS = {
-    "sensitivity": "COVID sensitivity vs lung focus (Pareto front)",
+    "sensitivity": "COVID sensitivity at the target vs lung focus (Pareto front)",
     "history": "Optimisation history",
     "importances": "Parameter importances",
     "parallel": "Parallel coordinates",
@@ -136,6 +136,35 @@ def _sidebar(url: str) -> _View | None:
     return _View(study, Ranking(tuple(rule or default.keys), floor), filters, 10 if live else None)
 
 
+# Short headers for the COVID figures, so they fit a 1,500 px window without scrolling.
+_HEADERS = {
+    "trial_number": "trial",
+    "op_sensitivity": "COVID sens @ target",
+    "op_sensitivity_low": "95% CI low",
+    "op_sensitivity_high": "95% CI high",
+    "op_specificity": "COVID spec @ target",
+    "covid_threshold": "threshold",
+    "covid_auc": "COVID AUC",
+    "lung_focus": "lung focus",
+    "lung_focus_ratio": "focus / lung area",
+    "covid_sensitivity": "COVID sens (argmax)",
+    "covid_sensitivity_low": "argmax CI low",
+    "covid_sensitivity_high": "argmax CI high",
+    "covid_specificity": "COVID spec (argmax)",
+    "freeze_depth": "freeze",
+}
+_COLUMNS = {
+    **{c: st.column_config.NumberColumn(_HEADERS.get(c), format="%.3f") for c in D.RANKABLE},
+    **{c: st.column_config.NumberColumn(h, format="%.3f") for c, h in _HEADERS.items() if c not in D.RANKABLE},
+    "trial_number": st.column_config.NumberColumn("trial", format="%d"),
+    "covid_threshold": st.column_config.NumberColumn("threshold", format="%.4f"),
+    "learning_rate": st.column_config.NumberColumn(format="%.2e"),
+    "wall_time_s": st.column_config.NumberColumn("time (s)", format="%.0f"),
+    "params": st.column_config.NumberColumn("parameters", format="%d"),
+    "below_floor": st.column_config.CheckboxColumn("below specificity floor"),
+}
+
+
 def _board(url: str, view: _View) -> pd.DataFrame:
     pages = st.session_state.get("page", 1)
     frame, total = _page(url, view.study, view.rule, view.filters, pages - 1)
@@ -151,21 +180,7 @@ def _board(url: str, view: _View) -> pd.DataFrame:
     st.dataframe(
         frame,
         hide_index=True,
-        column_config={
-            "learning_rate": st.column_config.NumberColumn(format="%.2e"),
-            "wall_time_s": st.column_config.NumberColumn("time (s)", format="%.0f"),
-            "below_floor": st.column_config.CheckboxColumn("below specificity floor"),
-            "op_sensitivity_low": st.column_config.NumberColumn("95% CI low", format="%.3f"),
-            "op_sensitivity_high": st.column_config.NumberColumn("95% CI high", format="%.3f"),
-            "covid_sensitivity_low": st.column_config.NumberColumn("95% CI low (argmax)", format="%.3f"),
-            "covid_sensitivity_high": st.column_config.NumberColumn("95% CI high (argmax)", format="%.3f"),
-            "covid_threshold": st.column_config.NumberColumn("COVID threshold", format="%.4f"),
-            **{
-                c: st.column_config.NumberColumn(format="%.3f")
-                for c in D.RANKABLE
-                if c not in ("params", "wall_time_s")
-            },
-        },
+        column_config=_COLUMNS,
     )
     last = max(1, -(-total // PAGE_SIZE))
     st.number_input(f"Page (of {last}; {total} trials)", min_value=1, max_value=last, key="page")
