@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import imagehash
@@ -16,7 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cxrdata._classes import Scheme, canonical_class
-from cxrdata._decode import decode_mask, image_info
+from cxrdata._decode import MAX_FILE_BYTES, decode_mask, image_info, read_file
 from cxrdata._errors import DatasetError, ImageDecodeError
 from cxrdata._layout import METADATA_NAME, Candidate, find_layout, printable, read_metadata
 
@@ -128,26 +129,30 @@ class Manifest:
         )
 
 
-def _mask_problem(mask: Path) -> str | None:
+def _mask_problem(mask: Path, max_bytes: int) -> str | None:
     try:
-        return None if decode_mask(mask).any() else "mask is empty (no lung pixel)"
+        return None if decode_mask(mask, max_bytes=max_bytes).any() else "mask is empty (no lung pixel)"
     except (ImageDecodeError, OSError) as exc:
         return f"mask {exc}"
 
 
-def _inspect(candidate: Candidate) -> tuple[ImageFacts | None, str | None, str | None]:
-    """Decode one candidate: (its facts, image error, mask error)."""
+def _inspect(candidate: Candidate, max_bytes: int) -> tuple[ImageFacts | None, str | None, str | None]:
+    """Decode one candidate: (its facts, image error, mask error).
+
+    The file is read once, hashed while reading and decoded from memory, so the hash and the
+    pixels come from the same bytes and a FIFO or device never reaches a decoder.
+    """
     try:
-        raw = candidate.path.read_bytes()
-        rgb, mode = image_info(candidate.path)
+        file = read_file(candidate.path, max_bytes=max_bytes)
+        rgb, mode = image_info(file.data)
     except ImageDecodeError as exc:
         return None, str(exc), None
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})", None
     gray = Image.fromarray(rgb).convert("L")
-    mask_error = None if candidate.mask is None else _mask_problem(candidate.mask)
+    mask_error = None if candidate.mask is None else _mask_problem(candidate.mask, max_bytes)
     facts = ImageFacts(
-        sha256=hashlib.sha256(raw).hexdigest(),
+        sha256=file.sha256,
         phash=str(imagehash.phash(gray)),
         dhash=str(imagehash.dhash(gray)),
         width=rgb.shape[1],
@@ -167,17 +172,21 @@ def scan(
     metadata: str | Path | None = None,
     progress: bool = False,
     threads: int = 4,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> Manifest:
     """Read a dataset folder into a :class:`Manifest`.
 
     Every candidate image is decoded once here, so corrupt files are found before any
     training starts. Files that cannot be used are listed in ``Manifest.excluded`` with the
-    reason; only a dataset with no usable class folder raises :class:`DatasetError`.
+    reason; only a dataset with no usable class folder raises :class:`DatasetError`. Only
+    regular files of at most ``max_file_bytes`` are read, images and masks alike.
     """
     layout = find_layout(root)
     meta_path = Path(metadata) if metadata is not None else layout.root / METADATA_NAME
-    if metadata is not None and not meta_path.is_file():
+    if metadata is not None and not meta_path.exists():
         raise DatasetError(f"The metadata CSV must be an existing file, but '{meta_path}' does not exist.")
+    if metadata is not None and not meta_path.is_file():
+        raise DatasetError(f"The metadata CSV must be a regular file, but '{meta_path}' is not.")
     rows = read_metadata(meta_path) if meta_path.is_file() else {}
     notes = list(layout.notes)
     excluded = [Excluded(printable(_relative(p, layout.root)), reason) for p, reason in layout.rejected]
@@ -186,7 +195,7 @@ def scan(
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         results = list(
             tqdm(
-                pool.map(_inspect, layout.candidates),
+                pool.map(partial(_inspect, max_bytes=max_file_bytes), layout.candidates),
                 total=len(layout.candidates),
                 desc="Reading images",
                 unit="img",
