@@ -3,6 +3,9 @@
 Two layouts are read: the Kaggle COVID-19 Radiography Database (``CLASS/images/*.png`` with
 optional ``CLASS/masks/*.png`` of the same name) and the plain ``CLASS/*.png`` layout. An
 optional ``metadata.csv`` (path, label, patient_id, source) adds patient ids and sources.
+
+Symlinks are followed only while they stay inside the dataset root: one that leads out is
+set aside with its target, so a scan reads nothing the user did not put in the dataset.
 """
 
 from __future__ import annotations
@@ -92,7 +95,35 @@ def _class_folders(root: Path) -> tuple[dict[str, Path], list[str]]:
     return found, unknown
 
 
-def _files(folder: Path, layout: Layout, label: str, masks: Path | None) -> None:
+def _leaves_root(path: Path, real_root: Path) -> str | None:
+    """Why ``path`` may not be followed (a symlink out of the root, or a loop), else None."""
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop is a RuntimeError before Python 3.13
+        return f"is a symlink that cannot be followed ({exc})"
+    if target.is_relative_to(real_root):
+        return None
+    return f"is a symlink that leads outside the dataset root (-> {printable(str(target))})"
+
+
+def _mask_for(path: Path, masks: Path | None, layout: Layout, real_root: Path) -> Path | None:
+    mask = None if masks is None else masks / path.name
+    # exists() rather than is_file(): a FIFO or device mask is then reported, not ignored.
+    if mask is None or not mask.exists():
+        return None
+    if (why := _leaves_root(mask, real_root)) is not None:
+        layout.rejected.append((mask, f"mask {why}"))
+        return None
+    return mask
+
+
+def _files(folder: Path, layout: Layout, label: str, masks: Path | None, real_root: Path) -> None:
+    if (why := _leaves_root(folder, real_root)) is not None:
+        layout.rejected.append((folder, why))
+        return
+    if masks is not None and (why := _leaves_root(masks, real_root)) is not None:
+        layout.rejected.append((masks, why))
+        masks = None
     for path in sorted(folder.iterdir()):
         if path.is_dir():
             if path.name not in ("images", "masks"):
@@ -106,8 +137,10 @@ def _files(folder: Path, layout: Layout, label: str, masks: Path | None) -> None
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             layout.rejected.append((path, f"not a PNG or JPEG file name (suffix {path.suffix or 'none'!r})"))
             continue
-        mask = masks / path.name if masks is not None and (masks / path.name).is_file() else None
-        layout.candidates.append(Candidate(path, label, mask))
+        if (why := _leaves_root(path, real_root)) is not None:
+            layout.rejected.append((path, why))
+            continue
+        layout.candidates.append(Candidate(path, label, _mask_for(path, masks, layout, real_root)))
 
 
 def find_layout(root: str | Path) -> Layout:
@@ -124,13 +157,17 @@ def find_layout(root: str | Path) -> Layout:
         unknown_folders=unknown,
         notes=notes,
     )
+    real_root = root.resolve()
     for label, folder in folders.items():
+        if (why := _leaves_root(folder, real_root)) is not None:
+            layout.rejected.append((folder, why))
+            continue
         images = folder / "images"
         if images.is_dir():
             masks = folder / "masks"
-            _files(images, layout, label, masks if masks.is_dir() else None)
+            _files(images, layout, label, masks if masks.is_dir() else None, real_root)
         else:
-            _files(folder, layout, label, None)
+            _files(folder, layout, label, None, real_root)
     return layout
 
 
