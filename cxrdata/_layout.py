@@ -11,21 +11,36 @@ set aside with its target, so a scan reads nothing the user did not put in the d
 from __future__ import annotations
 
 import csv
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from cxrdata._classes import CLASSES, canonical_class, did_you_mean
-from cxrdata._decode import IMAGE_SUFFIXES
+from cxrdata._decode import IMAGE_SUFFIXES, MAX_FILE_BYTES, format_size
 from cxrdata._errors import DatasetError
 
 __all__ = ["Candidate", "Layout", "find_layout", "printable", "read_metadata"]
 
 METADATA_NAME = "metadata.csv"
 
+# Unicode categories that move the cursor, recolour or reorder a terminal's text when printed:
+# controls (ESC, CR), format characters (bidi overrides) and line/paragraph separators.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
 
 def printable(text: str) -> str:
     """A file name as it can be printed, even when it is not valid UTF-8."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _clean(text: str) -> str:
+    """A metadata value stripped of spaces, with every control character replaced by U+FFFD."""
+    text = text.strip()
+    if text.isprintable():  # the common case, checked in C
+        return text
+    return "".join("\ufffd" if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
 
 
 @dataclass(frozen=True)
@@ -171,21 +186,81 @@ def find_layout(root: str | Path) -> Layout:
     return layout
 
 
+def _records(handle: TextIO, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Each non-blank CSV record with the line it starts on; bad CSV becomes a DatasetError."""
+    # strict: an unclosed quote would otherwise swallow the rows after it without a word.
+    reader = csv.reader(handle, strict=True)
+    while True:
+        start = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if str(exc).startswith("field larger than field limit"):
+                raise DatasetError(
+                    f"Every field of the metadata CSV must be at most {csv.field_size_limit()} characters long, "
+                    f"but line {reader.line_num} of '{path}' holds a longer one."
+                ) from None
+            raise DatasetError(
+                f"The metadata CSV must be valid CSV, but line {reader.line_num} of '{path}' is not ({exc})."
+            ) from None
+        if any(f.strip() for f in fields):
+            yield start, fields
+
+
+def _check_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DatasetError(
+            f"The metadata CSV must be at most {format_size(MAX_FILE_BYTES)}, but '{path}' is {format_size(size)}."
+        )
+
+
+def _parse_metadata(handle: TextIO, path: Path) -> dict[str, dict[str, str]]:
+    records = _records(handle, path)
+    header = next(records, None)
+    columns = [] if header is None else [_clean(c) for c in header[1]]
+    if "path" not in columns:
+        raise DatasetError(
+            f"The metadata CSV must have a 'path' column, but '{path}' has the columns: "
+            f"{', '.join(repr(c) for c in columns) or 'none'}."
+        )
+    at = columns.index("path")
+    rows: dict[str, dict[str, str]] = {}
+    first_line: dict[str, int] = {}
+    for line, fields in records:
+        # A malformed metadata file is refused, not patched: an extra field means the columns
+        # are shifted, and a guessed patient id would silently break the patient-wise split.
+        if len(fields) > len(columns):
+            raise DatasetError(
+                f"Each row of the metadata CSV must have at most {len(columns)} fields (one per column), "
+                f"but line {line} of '{path}' has {len(fields)}."
+            )
+        key = (fields[at] if at < len(fields) else "").strip().replace("\\", "/").removeprefix("./")
+        if not key:
+            continue  # names no image; missing trailing fields are empty values, as spreadsheets write them
+        # Two rows for one image may disagree on the patient; either guess could leak a
+        # patient across splits, so the user decides.
+        if key in first_line:
+            raise DatasetError(
+                f"Each image must have one row in the metadata CSV, but '{_clean(key)}' is on lines "
+                f"{first_line[key]} and {line} of '{path}'."
+            )
+        first_line[key] = line
+        rows[key] = {c: _clean(f) for c, f in zip(columns, fields, strict=False)}
+    return rows
+
+
 def read_metadata(path: Path) -> dict[str, dict[str, str]]:
-    """Read a metadata CSV into ``{relative path: row}``; only the ``path`` column is required."""
+    """Read a metadata CSV into ``{relative path: row}``; only the ``path`` column is required.
+
+    Every value is stripped of spaces and control characters. Raises :class:`DatasetError`
+    naming the line for a malformed row or an image listed twice.
+    """
+    _check_size(path)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            if "path" not in columns:
-                raise DatasetError(
-                    f"The metadata CSV must have a 'path' column, but '{path}' has the columns: "
-                    f"{', '.join(repr(c) for c in columns) or 'none'}."
-                )
-            rows: dict[str, dict[str, str]] = {}
-            for row in reader:
-                clean = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-                rows[clean["path"].replace("\\", "/").removeprefix("./")] = clean
-            return rows
+            return _parse_metadata(handle, path)
     except UnicodeDecodeError as exc:
         raise DatasetError(f"The metadata CSV must be UTF-8 text, but '{path}' is not ({exc.reason}).") from None
