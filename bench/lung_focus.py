@@ -18,14 +18,14 @@ from cxrdata.lungs import load_pairs
 from search._records import download_model, study_info
 from search.gradcam import gradcam, gradcam_layer_of, lung_focus
 from search.space import TrialConfig
-from search.store import ResultStore
+from search.store import ResultStore, add_storage_argument
 
 DEFAULT_MASKS = Path(__file__).resolve().parents[1].parent / "shared/cxr/lung-masks"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--storage", default="sqlite:///optuna.db")
+    add_storage_argument(parser)
     parser.add_argument("--study", required=True)
     parser.add_argument("--masks", type=Path, default=DEFAULT_MASKS)
     parser.add_argument("--top", type=int, default=5)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from streamlit.web import cli as streamlit_cli
 
+from search.store import add_storage_argument
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m leaderboard", description=__doc__)
-    parser.add_argument("--storage", default=os.environ.get("CXR_STORAGE", "sqlite:///optuna.db"))
+    add_storage_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8501)
     args = parser.parse_args()

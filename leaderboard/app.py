@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` 
 
 from leaderboard import charts
 from leaderboard import data as D
+from search import SearchError
+from search.artifacts import read_artifact
 from search.store import Ranking, mask_url
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
@@ -77,9 +79,12 @@ def _all(url: str, study: str) -> pd.DataFrame:
 
 @st.cache_resource(ttl=CACHE_TTL_S)
 def _optuna_study(url: str, study: str) -> optuna.Study:
-    parsed = _engine(url).url  # the read-only URL, from the engine already open
+    ro_url, engine_kwargs = D.read_only_url(url)  # Optuna's own engine, read-only like the page's
     storage = optuna.storages.RDBStorage(
-        parsed.render_as_string(hide_password=False), skip_table_creation=True, skip_compatibility_check=True
+        ro_url,
+        engine_kwargs=engine_kwargs,
+        skip_table_creation=True,
+        skip_compatibility_check=True,
     )
     return optuna.load_study(study_name=study, storage=storage)
 
@@ -240,12 +245,20 @@ def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
 
 
 def _artifacts(url: str, study: str, detail: D.TrialDetail) -> None:
-    folder = D.study_artifact_dir(_engine(url), study)
+    location = D.study_artifacts(_engine(url), study)
     overlays = [a for a in detail.artifacts if a["kind"] == "gradcam"]
-    if overlays and folder is not None:
-        st.image(
-            [str(folder / a["artifact_id"]) for a in overlays], caption=[a["filename"] for a in overlays], width=200
-        )
+    if overlays and location is not None:
+        images, captions, problems = [], [], []
+        for overlay in overlays:
+            try:
+                images.append(read_artifact(location, str(overlay["artifact_id"])))
+                captions.append(str(overlay["filename"]))
+            except (SearchError, OSError) as exc:  # ids and folder come from the database: never trusted
+                problems.append(str(exc))
+        if images:
+            st.image(images, caption=captions, width=200)
+        for problem in problems[:3]:
+            st.warning(problem)
     else:
         st.caption("No Grad-CAM overlays stored for this trial.")
     models = [a for a in detail.artifacts if a["kind"] == "model"]

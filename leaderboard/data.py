@@ -7,14 +7,15 @@ trials costs one indexed query per page.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, QueuePool, create_engine, func, select
 from sqlalchemy.orm import Session
 
 from search.store import (
@@ -25,6 +26,7 @@ from search.store import (
     Ranking,
     TrialRow,
     focus_like_flat_map,
+    parse_url,
 )
 
 __all__ = [
@@ -37,9 +39,10 @@ __all__ = [
     "pareto_front",
     "ranking",
     "read_only_engine",
+    "read_only_url",
     "rule_text",
     "studies",
-    "study_artifact_dir",
+    "study_artifacts",
     "study_ranking",
     "top_line",
     "trial_detail",
@@ -83,23 +86,39 @@ TABLE_COLUMNS = (
 )  # fmt: skip
 
 
-def read_only_engine(url: str) -> Engine:
-    """An engine that cannot write: SQLite opened with ``mode=ro``, PostgreSQL in read-only sessions."""
-    parsed = make_url(url)
+# A server-side default, so it holds for every transaction of the session; a
+# ``SET SESSION CHARACTERISTICS`` sent by the client ran inside the driver's implicit
+# transaction and was rolled back with it.
+_PG_READ_ONLY = {"options": "-c default_transaction_read_only=on"}
+
+
+def read_only_url(url: str) -> tuple[str, dict[str, Any]]:
+    """The URL and engine arguments of a connection that cannot write.
+
+    SQLite: the file opened by the sqlite3 module itself as a ``mode=ro`` URI with the path
+    percent-encoded (through SQLAlchemy's URL a ``#`` or ``?`` in the path would end it and
+    drop the mode). PostgreSQL: every transaction read-only. Give the leaderboard a
+    SELECT-only role as well (see SECURITY.md): this guards against mistakes, a role against
+    anyone.
+    """
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database or "").resolve()
         if not path.is_file():
             raise FileNotFoundError(f"The results database must exist, but {path} does not.")
-        engine = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", connect_args={"timeout": 30})
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
+        uri = f"file:{quote(str(path))}?mode=ro"
 
-        @event.listens_for(engine, "connect")
-        def _read_only(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
 
-    return engine
+        return "sqlite://", {"creator": connect, "poolclass": QueuePool}
+    return url, {"connect_args": dict(_PG_READ_ONLY), "pool_pre_ping": True}
+
+
+def read_only_engine(url: str) -> Engine:
+    """An engine that cannot write (see :func:`read_only_url`)."""
+    ro_url, kwargs = read_only_url(url)
+    return create_engine(ro_url, **kwargs)
 
 
 def studies(engine: Engine) -> list[str]:
@@ -344,10 +363,11 @@ def _study_attr(engine: Engine, study: str, key: str) -> Any:
     return None if row is None else json.loads(row[0])
 
 
-def study_artifact_dir(engine: Engine, study: str) -> Path | None:
-    """Where the study keeps its artifacts (from its Optuna user attributes)."""
-    folder = _study_attr(engine, study, "cxr_artifacts")
-    return None if folder is None else Path(folder)
+def study_artifacts(engine: Engine, study: str) -> str | None:
+    """Where the study keeps its artifacts (a folder or s3://bucket, from its Optuna user attributes);
+    read them with :func:`search.artifacts.read_artifact`, which never trusts this value."""
+    location = _study_attr(engine, study, "cxr_artifacts")
+    return location if isinstance(location, str) and location else None
 
 
 def study_ranking(engine: Engine, study: str) -> Ranking:

@@ -9,9 +9,10 @@ import keras
 import optuna
 
 from search._engines import OPTUNA
-from search._recording import ArtifactStore, TrialRecorder
+from search._recording import TrialRecorder
 from search._study import study_ranking
 from search._trial import TrialData, run_trial
+from search.artifacts import ArtifactStore
 from search.space import SearchSpace
 from search.store import ResultStore
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 
 from search._trial import TrialOutcome
+from search.artifacts import ArtifactStore
 from search.metrics import TrialMetrics
 from search.space import TrialConfig
 from search.store import DEFAULT_RANKING, ArtifactRecord, EpochRow, Ranking, ResultStore, TrialRow, config_row
@@ -21,7 +22,6 @@ from search.store import DEFAULT_RANKING, ArtifactRecord, EpochRow, Ranking, Res
 __all__ = ["TrialRecorder", "describe_failure", "failure_row", "metrics_to_row", "outcome_rows"]
 
 BY_LOSS = Ranking(("loss",), min_specificity=0.0)
-ArtifactStore = optuna.artifacts.FileSystemArtifactStore | optuna.artifacts.Boto3ArtifactStore
 Target = optuna.Trial | optuna.Study  # what an artifact is attached to in Optuna's store
 
 

@@ -10,7 +10,8 @@ import optuna
 
 from cxrdata import Manifest, scan
 from search._errors import SearchError
-from search._study import StudyInfo, artifact_store, check_study_exists, make_storage
+from search._study import StudyInfo, check_study_exists, make_storage
+from search.artifacts import download_to
 from search.store import DEFAULT_RANKING, Ranking, ResultStore, TrialRow, meets_floor
 
 __all__ = ["download_model", "download_models", "find_trial", "study_info", "study_manifest"]
@@ -56,20 +57,17 @@ def download_models(row: TrialRow, info: StudyInfo, folder: Path | None = None) 
             f"entered the top at the time; see --keep-models)."
         )
     folder = folder or Path(tempfile.mkdtemp(prefix="cxr-model-"))
-    store = artifact_store(info.artifacts)
     paths = []
     for model in models:
-        target = folder / model.filename
         try:
-            optuna.artifacts.download_artifact(
-                artifact_store=store, file_path=str(target), artifact_id=model.artifact_id
-            )
-        except Exception as exc:
+            paths.append(download_to(info.artifacts, model.artifact_id, folder, model.filename))
+        except SearchError:
+            raise
+        except Exception as exc:  # boto3 and the file system raise many types
             raise SearchError(
                 f"The model of trial {row.trial_number} must be readable in the artifact store {info.artifacts}, "
                 f"but it is not ({exc})."
             ) from None
-        paths.append(target)
     return paths
 
 

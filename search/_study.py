@@ -21,7 +21,6 @@ from search.store import Ranking, mask_url
 
 __all__ = [
     "StudyInfo",
-    "artifact_store",
     "check_study_exists",
     "create_study",
     "load_study",
@@ -105,17 +104,6 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
         )
     except Exception as exc:  # Optuna wraps connection and URL errors in several types
         raise SearchError(f"The study database must be reachable, but {mask_url(url)} is not ({exc}).") from None
-
-
-def artifact_store(location: str) -> optuna.artifacts.FileSystemArtifactStore | optuna.artifacts.Boto3ArtifactStore:
-    """Optuna's artifact store for a shared folder, or ``s3://bucket`` (S3-compatible, via boto3;
-    set AWS_ENDPOINT_URL for MinIO and friends)."""
-    if location.startswith("s3://"):
-        import boto3
-
-        bucket = location.removeprefix("s3://").split("/", 1)[0]
-        return optuna.artifacts.Boto3ArtifactStore(bucket, client=boto3.client("s3"))
-    return optuna.artifacts.FileSystemArtifactStore(location)
 
 
 def make_pruner(settings: TrainingSettings) -> optuna.pruners.BasePruner:

@@ -22,7 +22,7 @@ from search._errors import SearchError
 from search._study import StudyInfo
 from search.metrics import OperatingTarget, TrialMetrics
 from search.space import TrialConfig
-from search.store import ResultStore, TrialRow
+from search.store import ResultStore, TrialRow, add_storage_argument
 
 __all__ = [
     "Evaluation",
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.evaluate", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--study", required=True)
     parser.add_argument("--trial", type=int, help="trial number (default: the top-ranked trial)")
-    parser.add_argument("--storage", default="sqlite:///optuna.db")
+    add_storage_argument(parser)
     parser.add_argument("--data", help="dataset path on this machine (default: the study's)")
     args = parser.parse_args(argv)
     try:

@@ -25,14 +25,22 @@ from cxrdata import DatasetError, Manifest, get_scheme, load_images, scan
 from search._engines import ENGINES, KERAS_TUNER, TUNERS
 from search._errors import SearchError
 from search._study import study_ranking
+from search.artifacts import artifact_location, is_s3
 from search.backbones import check_weights, get_backbone, resolve_weights
 from search.space import SearchSpace, load_space
-from search.store import MIN_SPECIFICITY, ResultStore, TrialRow, mask_url
+from search.store import (
+    DEFAULT_STORAGE,
+    MIN_SPECIFICITY,
+    STORAGE_VARIABLE,
+    ResultStore,
+    TrialRow,
+    add_storage_argument,
+    mask_url,
+)
 from search.worker import WorkerJob, run_worker
 
 __all__ = ["main", "parse_args", "prepare"]
 
-DEFAULT_STORAGE = "sqlite:///optuna.db"
 DEFAULT_STUDY = "cxr-search"
 POLL_S = 2.0
 
@@ -99,7 +107,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--trials", type=_positive("--trials"), required=True, help="trials to run now (added to a resumed study)"
     )
     p.add_argument("--data", help="dataset root (default for a resumed study: the path it was created with)")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"database URL (default: {DEFAULT_STORAGE})")
+    add_storage_argument(p)
     p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
     p.add_argument("--workers", type=_positive("--workers"), default=1, help="local worker processes (default: 1)")
     p.add_argument("--gpus", type=_gpu_list, help="GPU indices, one worker per GPU (e.g. 0,1,2,3); overrides --workers")
@@ -130,7 +138,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default: 0)")
     p.add_argument("--split-seed", type=int, default=0, help="train/val/test split seed (default: 0)")
-    p.add_argument("--artifacts", help="artifact folder shared by workers (default: artifacts/ beside the database)")
+    p.add_argument(
+        "--artifacts", help="artifact folder shared by workers, or s3://BUCKET (default: artifacts/ beside the db)"
+    )
     p.add_argument("--cache-dir", help="decoded-image cache (default: .cache/ beside the database)")
     p.add_argument(
         "--lung-model", help="lung segmenter (.keras, from python -m cxrdata.lungs train) for images without masks"
@@ -241,7 +251,7 @@ def prepare(args: argparse.Namespace) -> Plan:
     if manifest.excluded:
         print(f"{len(manifest.excluded)} file(s) excluded (see python -m cxrdata.inspect {data}).", file=sys.stderr)
     cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else _beside_db(args.storage, ".cache")
-    artifacts = Path(args.artifacts).resolve() if args.artifacts else _beside_db(args.storage, "artifacts")
+    artifacts = artifact_location(args.artifacts) if args.artifacts else str(_beside_db(args.storage, "artifacts"))
     info = StudyInfo(
         space=space,
         data_path=str(Path(data).resolve()),
@@ -249,7 +259,7 @@ def prepare(args: argparse.Namespace) -> Plan:
         weights=weights,
         seed=args.seed,
         split_seed=args.split_seed,
-        artifacts=str(artifacts),
+        artifacts=artifacts,
         cache_dir=str(cache_dir),
         lung_model=lung_model,
     )
@@ -290,10 +300,11 @@ def _lung_model(path: str | None, manifest: Manifest) -> str | None:
     return str(model.resolve())
 
 
-def _warm_caches(manifest: Manifest, space: SearchSpace, cache_dir: Path, artifacts: Path) -> None:
+def _warm_caches(manifest: Manifest, space: SearchSpace, cache_dir: Path, artifacts: str) -> None:
     """Decode every image once here, so workers start by mapping the cache, not racing to fill it."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.mkdir(parents=True, exist_ok=True)
+    if not is_s3(artifacts):
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
     (cache_dir / f"manifest-{manifest.fingerprint}.json").write_text(manifest.to_json())
     load_images(manifest, space.training.image_size, crop=space.training.crop, cache_dir=cache_dir, progress=True)
 
@@ -544,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(top_table(rows) if rows else "  no completed trial yet")
     if rows:
-        storage = "" if plan.storage == DEFAULT_STORAGE else f" --storage '{mask_url(plan.storage)}'"
+        storage = "" if plan.storage in (DEFAULT_STORAGE, os.environ.get(STORAGE_VARIABLE)) else " --storage URL"
         print(
             f"\nPackage the best model (an ensemble of the top trials, measured once on the test split):\n"
             f"  python -m search.export --study {plan.study}{storage} --out winner/"

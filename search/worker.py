@@ -3,7 +3,7 @@
 Launch runs these as local processes; on other machines run the same command against the
 shared database:
 
-    python -m search.worker --storage postgresql+psycopg://user@host/db --study NAME [--data PATH]
+    CXR_STORAGE=postgresql+psycopg://user@host/db python -m search.worker --study NAME [--data PATH]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from cxrdata import DatasetError
 from search._errors import SearchError
+from search.store import add_storage_argument
 
 __all__ = ["WorkerJob", "main", "record_lost_trials", "run_worker"]
 
@@ -87,8 +88,9 @@ def run_worker(job: WorkerJob) -> int:
     from search._accel import configure_precision
     from search._objective import Objective
     from search._records import study_manifest
-    from search._study import artifact_store, load_study, make_storage
+    from search._study import load_study, make_storage
     from search._trial import TrialData
+    from search.artifacts import artifact_store
     from search.store import ResultStore
 
     if job.quiet:
@@ -199,7 +201,7 @@ def _optimize(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.worker", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--storage", required=True, help="database URL shared by all workers")
+    add_storage_argument(parser, help_text="database URL shared by all workers")
     parser.add_argument("--study", required=True, help="name of an existing study (made by search.launch)")
     parser.add_argument("--trials", type=int, default=10**9, help="stop after this many trials (default: run on)")
     parser.add_argument("--data", help="dataset path on this machine (default: the path the study was created with)")

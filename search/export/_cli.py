@@ -14,6 +14,7 @@ from search.export._card import with_ci as _with_ci
 from search.export._export import export
 from search.export._files import FORMATS
 from search.metrics import OperatingTarget
+from search.store import add_storage_argument
 
 __all__ = ["main"]
 
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     choice.add_argument("--members", type=_ids, help="select the ensemble from these trials, e.g. 3,8,12")
     parser.add_argument("--refit", action="store_true", help="train each member again on train+validation first")
-    parser.add_argument("--storage", default="sqlite:///optuna.db")
+    add_storage_argument(parser)
     parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated: {', '.join(FORMATS)}")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--threshold", type=float, help="COVID decision threshold on its probability")

@@ -7,9 +7,11 @@ from pathlib import Path
 __all__ = ["run_keras_tuner", "tuner_directory"]
 
 
-def tuner_directory(artifacts: str | Path) -> Path:
-    """KerasTuner's own state lives beside the study's artifact folder (``keras-tuner/``)."""
-    return Path(artifacts).parent / "keras-tuner"
+def tuner_directory(artifacts: str | Path, cache_dir: str | Path) -> Path:
+    """KerasTuner's own state lives beside the study's artifact folder (``keras-tuner/``), or
+    beside its cache when the artifacts are in S3 (KerasTuner needs a local folder)."""
+    beside = cache_dir if str(artifacts).startswith("s3://") else artifacts
+    return Path(beside).parent / "keras-tuner"
 
 
 def run_keras_tuner(
@@ -29,8 +31,9 @@ def run_keras_tuner(
     from search._accel import configure_precision
     from search._recording import TrialRecorder
     from search._records import study_manifest
-    from search._study import artifact_store, load_study, make_storage
+    from search._study import load_study, make_storage
     from search._trial import TrialData
+    from search.artifacts import artifact_store
     from search.kerastuner._tuner import ENGINE, SpaceHyperModel, SpaceTuner, make_oracle
     from search.store import ResultStore
 
@@ -61,7 +64,7 @@ def run_keras_tuner(
         hypermodel=SpaceHyperModel(info.space, info.weights, info.seed),
         data=trial_data,
         recorder=recorder,
-        directory=tuner_directory(info.artifacts),
+        directory=tuner_directory(info.artifacts, info.cache_dir),
         project_name=f"{study_name}-{tuner}",
         artifacts_target=study,
         quiet=quiet,

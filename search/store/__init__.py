@@ -10,14 +10,17 @@ from search.store._ranking import (
     meets_floor,
 )
 from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, PredictionRow, TrialRow
-from search.store._store import ArtifactRecord, ResultStore, config_row, focus_like_flat_map, mask_url
+from search.store._store import ArtifactRecord, ResultStore, config_row, focus_like_flat_map
 from search.store._upgrade import upgrade_schema
+from search.store._url import DEFAULT_STORAGE, STORAGE_VARIABLE, add_storage_argument, mask_url, parse_url
 
 __all__ = [
     "DEFAULT_RANKING",
+    "DEFAULT_STORAGE",
     "DIRECTIONS",
     "MIN_SPECIFICITY",
     "SCHEMA_VERSION",
+    "STORAGE_VARIABLE",
     "ArtifactRecord",
     "ArtifactRow",
     "Base",
@@ -27,10 +30,12 @@ __all__ = [
     "Ranking",
     "ResultStore",
     "TrialRow",
+    "add_storage_argument",
     "check_min_specificity",
     "config_row",
     "focus_like_flat_map",
     "mask_url",
     "meets_floor",
+    "parse_url",
     "upgrade_schema",
 ]

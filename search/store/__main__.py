@@ -8,15 +8,16 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from search.store._store import ResultStore, mask_url
+from search.store._store import ResultStore
 from search.store._upgrade import upgrade_schema
+from search.store._url import add_storage_argument, mask_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.store", description=(__doc__ or "").splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     upgrade = commands.add_parser("upgrade", help="add what a newer version needs; every row is kept")
-    upgrade.add_argument("--storage", default="sqlite:///optuna.db")
+    add_storage_argument(upgrade)
     args = parser.parse_args(argv)
     try:
         store = ResultStore(args.storage)

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine, create_engine, delete, event, inspect, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from search._errors import SearchError
@@ -16,8 +15,9 @@ from search.space import TrialConfig
 from search.store._predictions import Predictions
 from search.store._ranking import DEFAULT_RANKING, Ranking
 from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, PredictionRow, SchemaRow, TrialRow
+from search.store._url import mask_url, parse_url
 
-__all__ = ["ArtifactRecord", "ResultStore", "config_row", "focus_like_flat_map", "mask_url"]
+__all__ = ["ArtifactRecord", "ResultStore", "config_row", "focus_like_flat_map"]
 
 
 def focus_like_flat_map(focus_ratio: float | None) -> bool:
@@ -38,22 +38,8 @@ class ArtifactRecord:
     bytes: int
 
 
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, for messages and pages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
 def _engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise SearchError(
-            f"`--storage` must be a database URL such as sqlite:///optuna.db or postgresql+psycopg://..., "
-            f"but got {url!r}."
-        ) from None
+    parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 60})
 
@@ -99,7 +85,7 @@ class ResultStore:
         if row is None or int(row.value) != SCHEMA_VERSION:
             found = None if row is None else row.value
             how = (
-                f"; upgrade it in place with: python -m search.store upgrade --storage '{mask_url(self.url)}'"
+                "; upgrade it in place with: python -m search.store upgrade --storage URL (or URL in $CXR_STORAGE)"
                 if row is not None and int(row.value) < SCHEMA_VERSION
                 else ""
             )

@@ -68,8 +68,17 @@ def test_an_empty_database_explains_what_to_do(monkeypatch: pytest.MonkeyPatch, 
     assert "No trials yet" in at.info[0].value
 
 
-def test_a_password_never_reaches_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
-    at = _app(monkeypatch, "postgresql+psycopg://alice:s3cret@127.0.0.1:1/nowhere")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://alice:s3cret@127.0.0.1:1/nowhere",
+        "postgresql+psycopg//alice:s3cret@127.0.0.1:1/nowhere",  # a typo: no URL at all
+        "postgresql+psycopg://alice:s3cret@127.0.0.1:54x2/nowhere",  # a port that is not a number
+        "postgresql+psycopg://alice@127.0.0.1:1/nowhere?password=s3cret",
+    ],
+)
+def test_a_password_never_reaches_the_page(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    at = _app(monkeypatch, url)
     assert not at.exception
     page = " ".join([c.value for c in at.caption] + [e.value for e in at.error])
     assert "s3cret" not in page and "***" in page

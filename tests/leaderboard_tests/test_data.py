@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from leaderboard import data as D
 from search.store import Ranking
@@ -182,6 +183,44 @@ def test_trial_detail(engine: Engine) -> None:
 def test_the_engine_cannot_write(engine: Engine) -> None:
     with pytest.raises(OperationalError, match="readonly"), engine.begin() as conn:
         conn.execute(text("DELETE FROM cxr_trials"))
+
+
+def test_a_path_with_a_hash_stays_read_only_and_creates_no_file(tmp_path: Path) -> None:
+    from leaderboard.synthetic import make_synthetic_study
+
+    folder = tmp_path / "runs#1"
+    folder.mkdir()
+    make_synthetic_study(f"sqlite:///{folder / 'optuna.db'}", "h", 3, seed=1)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    engine = D.read_only_engine(f"sqlite:///{folder / 'optuna.db'}")
+    assert D.studies(engine) == ["h"]
+    with pytest.raises(OperationalError, match="readonly"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM cxr_trials"))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before, "no stray database file"
+
+
+def test_postgres_sessions_of_the_leaderboard_cannot_write(postgres: str) -> None:
+    """Every transaction of the page's engine and of the Optuna charts' storage is read-only."""
+    import optuna
+    from sqlalchemy.exc import InternalError
+
+    from leaderboard.synthetic import make_synthetic_study
+
+    make_synthetic_study(postgres, "ro", 3, seed=1)
+    engine = D.read_only_engine(postgres)
+    assert "ro" in D.studies(engine)
+    with pytest.raises(InternalError, match="read-only transaction"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM cxr_trials"))
+    with engine.connect() as conn:  # a second connection of the pool, after a rollback: still read-only
+        assert conn.execute(text("SHOW transaction_read_only")).scalar() == "on"
+    ro_url, engine_kwargs = D.read_only_url(postgres)
+    storage = optuna.storages.RDBStorage(ro_url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+    study_id = storage.get_study_id_from_name("ro")
+    with pytest.raises(optuna.exceptions.StorageInternalError) as caught:
+        storage.set_study_user_attr(study_id, "x", 1)
+    assert "read-only transaction" in str(caught.value.__cause__)
+    with Session(create_engine(postgres)) as session:
+        assert session.scalar(text("SELECT count(*) FROM cxr_trials WHERE study_name = 'ro'")) == 3
 
 
 def test_a_missing_database_file_is_named(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_both_engines_write_comparable_rows_for_the_same_config(tiny: Path, tmp_
 
 def test_a_rerun_resumes_the_keras_tuner_state(tiny: Path, tmp_path: Path) -> None:
     assert _run(tmp_path, tiny, "--trials", "2") == 0
-    state = tuner_directory(tmp_path / "artifacts") / "cxr-search-hyperband"
+    state = tuner_directory(tmp_path / "artifacts", tmp_path / ".cache") / "cxr-search-hyperband"
     assert (state / "oracle.json").is_file(), "KerasTuner's state folder lives beside the study"
     assert _run(tmp_path, tiny, "--trials", "2") == 0
     rows = ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search")
