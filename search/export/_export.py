@@ -15,7 +15,7 @@ from search._errors import SearchError
 from search.ensemble import build_ensemble
 from search.evaluate import predict, row_target, store_test_row, study_data, usable_test_indices
 from search.export._card import INTENDED_USE, WARNING, caveats, markdown, summary, versions
-from search.export._files import FORMATS, check_formats, check_out, verify, write
+from search.export._files import FORMATS, check_formats, check_out, staged, verify, write
 from search.export._members import Choice, Member, check_choice_args, choose, load_members, validation_figures
 from search.metrics import COVID_LABEL, OperatingTarget, compute_metrics
 
@@ -119,10 +119,6 @@ def export(
     if len(choice.members) == 1 and not refit:  # the trial's own model: its test row sits beside its validation row
         store_test_row(sd.store, lead.row, tested)
 
-    out.mkdir(parents=True, exist_ok=True)
-    files = write(model, out, formats)
-    images = np.asarray(arrays.images[test[:SAMPLE_IMAGES]], dtype=np.float32)
-    parity = verify(out, model.predict(images, verbose=0), images, files)
     focus = [(m.row.lung_focus, m.weight) for m in choice.members]
     card = {
         "study": study,
@@ -168,9 +164,11 @@ def export(
         "intended_use": INTENDED_USE,
         "warning": WARNING,
         "caveats": caveats(split, sd.manifest, choice, validation),
-        "files": files,
-        "parity": parity,
     }
-    (out / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
-    (out / "MODEL_CARD.md").write_text(markdown(card))
+    images = np.asarray(arrays.images[test[:SAMPLE_IMAGES]], dtype=np.float32)
+    with staged(out, force) as folder:  # `out` appears, or is replaced, only once every file is written and checked
+        files = write(model, folder, formats)
+        card |= {"files": files, "parity": verify(folder, model.predict(images, verbose=0), images, files)}
+        (folder / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
+        (folder / "MODEL_CARD.md").write_text(markdown(card))
     return ExportResult(out, card)

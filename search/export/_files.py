@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ __all__ = [
     "TFLITE_TOLERANCE",
     "check_formats",
     "check_out",
+    "staged",
     "tflite_predict",
     "verify",
     "write",
@@ -33,6 +39,56 @@ def check_out(out: Path, force: bool) -> None:
         raise SearchError(
             f"`--out` must be a new or empty folder (nothing is overwritten), but '{out}' holds files; use --force."
         )
+
+
+def _fresh_dir(parent: Path, prefix: str) -> Path:
+    """A new, hidden folder in ``parent``; made with ``os.mkdir`` rather than ``tempfile.mkdtemp``
+    so that it gets the user's usual permissions (mkdtemp's 0700 would stay on the published export)."""
+    while True:
+        candidate = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+
+
+def _publish(stage: Path, out: Path, force: bool) -> None:
+    """Rename the finished ``stage`` to ``out``; a previous ``out`` is moved aside first and deleted
+    only once the new folder is in place, so it is never lost before its replacement is complete."""
+    check_out(out, force)  # again: something may have been written there while the export ran
+    if not out.exists():
+        stage.rename(out)
+        return
+    aside = _fresh_dir(out.parent, f".{out.name}.old-")
+    out.rename(aside / out.name)
+    try:
+        stage.rename(out)
+    except BaseException:
+        (aside / out.name).rename(out)  # put the previous export back
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextmanager
+def staged(out: Path, force: bool) -> Iterator[Path]:
+    """A temporary folder beside ``out`` to write the export into; it becomes ``out`` when the block ends.
+
+    Beside ``out`` (same parent, so the same file system) the final step is a rename: a crash
+    before it leaves ``out`` as it was (absent, or the previous export) and removes the
+    temporary folder; with ``force`` the result holds only the new files.
+    """
+    # The real path: a link is followed to the folder it names, and "." or "x/.." get a name to rename to.
+    out = Path(os.path.realpath(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = _fresh_dir(out.parent, f".{out.name}.tmp-")
+    try:
+        yield stage
+        _publish(stage, out, force)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
 
 
 def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
@@ -59,11 +115,13 @@ def write(model: Any, out: Path, formats: Sequence[str]) -> dict[str, str]:
     if "tflite" in formats:
         import tensorflow as tf
 
-        source = out / "saved_model" if "savedmodel" in formats else None
-        if source is None:
-            source = out / ".saved_model_for_tflite"
-            model.export(str(source), format="tf_saved_model", verbose=False)
-        (out / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(source)).convert())
+        if "savedmodel" in formats:
+            tflite = tf.lite.TFLiteConverter.from_saved_model(str(out / "saved_model")).convert()
+        else:  # the converter reads a SavedModel: make one outside the export, where it cannot be left behind
+            with tempfile.TemporaryDirectory(prefix="cxr-export-") as scratch:
+                model.export(scratch, format="tf_saved_model", verbose=False)
+                tflite = tf.lite.TFLiteConverter.from_saved_model(scratch).convert()
+        (out / "model.tflite").write_bytes(tflite)
         files["tflite"] = "model.tflite"
     return files
 

@@ -258,6 +258,44 @@ def test_export_never_overwrites(study: str, tmp_path: Path) -> None:
         export(study, "cxr-search", tmp_path / "file")
 
 
+def test_force_leaves_only_the_new_export(study: str, tmp_path: Path) -> None:
+    out = tmp_path / "winner"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an older export")
+    (out / "model.keras").write_text("not a model")
+    export(study, "cxr-search", out, ensemble=1, formats=["keras", "tflite"], force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "model.keras", "model.tflite", "model_card.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["winner"], "no temporary or previous folder is left beside it"
+    keras.models.load_model(out / "model.keras", safe_mode=True)
+
+
+class _CrashError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_crash_mid_export_leaves_the_destination_as_it_was(
+    study: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, force: bool
+) -> None:
+    out = tmp_path / "winner"
+    if force:
+        out.mkdir()
+        (out / "model.keras").write_text("the previous export")
+
+    def crash(card: dict[str, object]) -> str:
+        raise _CrashError  # the last file: the model and its JSON card are already written
+
+    monkeypatch.setattr("search.export._export.markdown", crash)
+    with pytest.raises(_CrashError):
+        export(study, "cxr-search", out, ensemble=1, formats=["keras"], force=force)
+    if force:
+        assert [p.name for p in out.iterdir()] == ["model.keras"]
+        assert (out / "model.keras").read_text() == "the previous export"
+    else:
+        assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == (["winner"] if force else []), "no temporary folder is left"
+
+
 def test_a_pruned_trial_cannot_be_exported(study: str, tmp_path: Path) -> None:
     store = ResultStore(study)
     row = store.trials("cxr-search")[0]
