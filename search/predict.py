@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,127 @@ from search._errors import SearchError
 __all__ = ["Predictor", "main"]
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # JSON true is not a number
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _is_pair(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and _is_number(v[1])
+
+
+# What predict reads from the card: (key, what it must be, the check).
+_FIELDS: tuple[tuple[str, str, Callable[[Any], bool]], ...] = (
+    ("files.keras", "a file name", lambda v: isinstance(v, str) and v != ""),
+    (
+        "classes",
+        "a list of at least two class names",
+        lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(c, str) for c in v),
+    ),
+    ("covid_class_index", "a whole number", _is_int),
+    ("input.size", "a whole number of pixels from 16 to 2048", lambda v: _is_int(v) and 16 <= v <= 2048),
+    ("input.crop_fraction_per_side", "a number with 0 <= crop < 0.5", lambda v: _is_number(v) and 0 <= v < 0.5),
+    (
+        "decision.threshold",
+        "null or a number with 0 < threshold < 1",
+        lambda v: v is None or (_is_number(v) and 0 < v < 1),
+    ),
+)
+_SINGLE_GRADCAM = ("gradcam_layer", "a layer name", lambda v: isinstance(v, str) and v != "")
+_ENSEMBLE_GRADCAM = (
+    "gradcam.members",
+    "a list of [layer name, weight] pairs",
+    lambda v: isinstance(v, list) and len(v) > 0 and all(_is_pair(m) for m in v),
+)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)  # as the card's author wrote it: null, true, "32"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field(card: dict[str, Any], key: str, what: str, path: Path) -> Any:
+    """``card[key]`` for a dotted key; a SearchError naming the file, the key and what it must be otherwise."""
+    value: Any = card
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(value, dict):
+            parent = ".".join(parts[:depth])
+            got = f"`{parent}` is {_shown(value)}, not an object"
+            raise SearchError(f"The model card '{path}' must give `{key}` as {what}, but {got}.")
+        if part not in value:
+            raise SearchError(f"The model card '{path}' must give `{key}` as {what}, but it is missing.")
+        value = value[part]
+    return value
+
+
+def _checked(card: dict[str, Any], key: str, what: str, check: Callable[[Any], bool], path: Path) -> Any:
+    value = _field(card, key, what, path)
+    if not check(value):
+        raise SearchError(f"The model card '{path}' must give `{key}` as {what}, but got {_shown(value)}.")
+    return value
+
+
+def _parse_card(path: Path) -> dict[str, Any]:
+    try:
+        card = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SearchError(f"The model card '{path}' must be UTF-8 text, but byte {exc.start} is not.") from None
+    except json.JSONDecodeError as exc:
+        raise SearchError(
+            f"The model card '{path}' must be JSON, but it is not ({exc.msg} at line {exc.lineno}, column {exc.colno})."
+        ) from None
+    if not isinstance(card, dict):
+        raise SearchError(f"The model card '{path}' must be a JSON object, but got {_shown(card)}.")
+    return card
+
+
+def _read_card(folder: Path) -> dict[str, Any]:
+    """The folder's model card, with every field predict reads checked; one sentence when it is not usable."""
+    path = folder / "model_card.json"
+    if not path.is_file():
+        raise SearchError(
+            f"`--model` must be a folder written by search.export, but '{folder}' has no model_card.json."
+        )
+    card = _parse_card(path)
+    for key, what, check in _FIELDS:
+        _checked(card, key, what, check, path)
+    if not 0 <= card["covid_class_index"] < len(card["classes"]):
+        raise SearchError(
+            f"The model card '{path}' must give `covid_class_index` as an index into `classes` "
+            f"(0 to {len(card['classes']) - 1}), but got {card['covid_class_index']}."
+        )
+    if "kind" in card:  # cards from before the ensembles have none: they are single models
+        _checked(card, "kind", '"single" or "ensemble"', lambda v: v in ("single", "ensemble"), path)
+    _checked(card, *(_ENSEMBLE_GRADCAM if card.get("kind") == "ensemble" else _SINGLE_GRADCAM), path)
+    model = folder / card["files"]["keras"]
+    if not (model.resolve().is_relative_to(folder.resolve()) and model.is_file()):
+        raise SearchError(
+            f"The model card '{path}' must give `files.keras` as a file in '{folder}', "
+            f"but got {_shown(card['files']['keras'])}."
+        )
+    return card
+
+
 class Predictor:
     """An exported model folder, loaded once."""
 
     def __init__(self, folder: str | Path) -> None:
         folder = Path(folder)
-        card_path = folder / "model_card.json"
-        if not card_path.is_file():
-            raise SearchError(
-                f"`--model` must be a folder written by search.export, but '{folder}' has no model_card.json."
-            )
-        self.card: dict[str, Any] = json.loads(card_path.read_text())
+        self.card: dict[str, Any] = _read_card(folder)
         import keras
 
         self.model = keras.models.load_model(folder / self.card["files"]["keras"], safe_mode=True)
         self.classes: list[str] = self.card["classes"]
+        outputs = self.model.output_shape[-1]
+        if outputs != len(self.classes):  # else every line would pair probabilities with the wrong names
+            raise SearchError(
+                f"The model card '{folder / 'model_card.json'}' must name one class per output of the model "
+                f"({outputs}), but got {len(self.classes)} classes."
+            )
         self.size = int(self.card["input"]["size"])
         self.crop = float(self.card["input"]["crop_fraction_per_side"])
         self.threshold: float | None = self.card["decision"]["threshold"]
