@@ -4,7 +4,10 @@ Prints one JSON line per image, in the order given: the probabilities, the COVID
 and the decision under the model card's rule (the COVID threshold chosen on validation for
 the study's operating target). Ensembles' Grad-CAM is their members' weighted mean heatmap.
 A file that is not a readable image gets a line with the reason and does not stop the others.
-Models are loaded in Keras' safe mode.
+Images are read ``--batch-size`` at a time, so memory does not grow with the number of files.
+With ``--gradcam DIR`` each line also gives the path of its image's overlay: the file name's
+stem, with -2, -3... when an earlier input had the same file name. Models are loaded in
+Keras' safe mode, after every field of the card they need has been checked.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,10 @@ import numpy as np
 from cxrdata import ImageDecodeError, decode_image, prepare_image
 from search._errors import SearchError
 
-__all__ = ["Predictor", "main"]
+__all__ = ["BATCH_SIZE", "Predictor", "main"]
+
+# Images decoded, predicted and explained at a time: memory stays flat however many files are given.
+BATCH_SIZE = 32
 
 
 def _is_int(v: Any) -> bool:
@@ -129,6 +136,22 @@ def _read_card(folder: Path) -> dict[str, Any]:
     return card
 
 
+def _overlay_name(source: Path, taken: set[str]) -> str:
+    """``stem.gradcam.png``, or ``stem-2.gradcam.png``, ... when an earlier input of the run had that
+    file name (a/img.png and b/img.png): every input keeps its own overlay, numbered in the order given."""
+    name, n = f"{source.stem}.gradcam.png", 1
+    while name.casefold() in taken:  # casefold: the file systems of macOS and Windows ignore case
+        n += 1
+        name = f"{source.stem}-{n}.gradcam.png"
+    taken.add(name.casefold())
+    return name
+
+
+def _unreadable(exc: Exception) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return f"not a readable image: {reason}"
+
+
 class Predictor:
     """An exported model folder, loaded once."""
 
@@ -145,6 +168,7 @@ class Predictor:
                 f"The model card '{folder / 'model_card.json'}' must name one class per output of the model "
                 f"({outputs}), but got {len(self.classes)} classes."
             )
+        self.covid: int = self.card["covid_class_index"]
         self.size = int(self.card["input"]["size"])
         self.crop = float(self.card["input"]["crop_fraction_per_side"])
         self.threshold: float | None = self.card["decision"]["threshold"]
@@ -153,66 +177,84 @@ class Predictor:
         return prepare_image(decode_image(path), self.size, self.crop)
 
     def decide(self, proba: np.ndarray) -> tuple[str, bool]:
-        covid = float(proba[self.card["covid_class_index"]])
         if self.threshold is None:
             label = self.classes[int(np.argmax(proba))]
-            return label, label == self.classes[self.card["covid_class_index"]]
-        is_covid = covid >= self.threshold
-        others = [i for i in range(len(self.classes)) if i != self.card["covid_class_index"]]
+            return label, label == self.classes[self.covid]
+        is_covid = float(proba[self.covid]) >= self.threshold
+        others = [i for i in range(len(self.classes)) if i != self.covid]
         label = self.classes[0] if is_covid else self.classes[max(others, key=lambda i: proba[i])]
         return label, is_covid
 
-    def predict(self, paths: Sequence[Path], gradcam_dir: Path | None = None) -> Iterator[dict[str, Any]]:
+    def predict(
+        self, paths: Iterable[Path], gradcam_dir: Path | None = None, batch_size: int = BATCH_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        """One line per path, in order, ``batch_size`` images at a time; with ``gradcam_dir``, each
+        line names its own overlay under ``gradcam``."""
+        if not _is_int(batch_size) or batch_size < 1:
+            raise SearchError(f"`batch_size >= 1` must hold, but got {batch_size!r}.")
+        taken: set[str] = set()  # overlay names of this run, so that no input overwrites another's
+        queue = iter(paths)
+        while batch := list(islice(queue, batch_size)):
+            yield from self._batch(batch, gradcam_dir, taken)
+
+    def _batch(self, paths: list[Path], gradcam_dir: Path | None, taken: set[str]) -> list[dict[str, Any]]:
+        lines: list[dict[str, Any]] = [{"path": str(path)} for path in paths]
         ready: list[tuple[int, np.ndarray]] = []
-        lines: list[dict[str, Any]] = []
         for index, path in enumerate(paths):
-            lines.append({"path": str(path)})
             try:
                 ready.append((index, self.prepare(path)))
             except (ImageDecodeError, OSError) as exc:
-                lines[index]["error"] = (
-                    f"not a readable image: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
-                )
-        if ready:
-            images = np.stack([image for _, image in ready]).astype(np.float32)
-            proba = self.model.predict(images, verbose=0)
-            heatmaps = self._gradcam(images, gradcam_dir)
-            for k, (index, _) in enumerate(ready):
-                label, is_covid = self.decide(proba[k])
-                lines[index].update(
-                    {
-                        "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, proba[k], strict=True)},
-                        "covid_probability": round(float(proba[k][self.card["covid_class_index"]]), 6),
-                        "prediction": label,
-                        "covid": is_covid,
-                    }
-                )
-                if heatmaps is not None and gradcam_dir is not None:
-                    lines[index]["gradcam"] = self._save_overlay(images[k], heatmaps[k], paths[index], gradcam_dir)
-        yield from lines
+                lines[index]["error"] = _unreadable(exc)
+        if not ready:
+            return lines
+        images = np.stack([image for _, image in ready]).astype(np.float32)
+        proba = self.model.predict(images, batch_size=len(images), verbose=0)
+        heatmaps = self._gradcam(images, gradcam_dir)
+        for k, (index, _) in enumerate(ready):
+            label, is_covid = self.decide(proba[k])
+            lines[index].update(
+                {
+                    "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, proba[k], strict=True)},
+                    "covid_probability": round(float(proba[k][self.covid]), 6),
+                    "prediction": label,
+                    "covid": is_covid,
+                }
+            )
+            if heatmaps is not None and gradcam_dir is not None:
+                name = _overlay_name(paths[index], taken)
+                lines[index]["gradcam"] = self._save_overlay(images[k], heatmaps[k], gradcam_dir / name)
+        return lines
 
     def _gradcam(self, images: np.ndarray, folder: Path | None) -> np.ndarray | None:
         if folder is None:
             return None
-        covid = self.card["covid_class_index"]
         if self.card.get("kind") == "ensemble":
             from search.ensemble import ensemble_gradcam
 
             members = [(str(layer), float(weight)) for layer, weight in self.card["gradcam"]["members"]]
-            return ensemble_gradcam(self.model, members, images, covid)
+            return ensemble_gradcam(self.model, members, images, self.covid)
         from search.gradcam import gradcam
 
-        return gradcam(self.model, self.card["gradcam_layer"], images, covid)
+        return gradcam(self.model, self.card["gradcam_layer"], images, self.covid)
 
-    def _save_overlay(self, image: np.ndarray, heatmap: np.ndarray, source: Path, folder: Path) -> str:
+    def _save_overlay(self, image: np.ndarray, heatmap: np.ndarray, target: Path) -> str:
         from PIL import Image
 
         from search.gradcam import overlay
 
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{source.stem}.gradcam.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(overlay(image, heatmap)).save(target)
         return str(target)
+
+
+def _batch_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"`--batch-size >= 1` must hold, but got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,13 +262,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", required=True, type=Path, help="a folder written by search.export")
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--gradcam", type=Path, help="also write a Grad-CAM overlay PNG per image into this folder")
+    parser.add_argument(
+        "--batch-size", type=_batch_size, default=BATCH_SIZE, help=f"images read at a time (default {BATCH_SIZE})"
+    )
     args = parser.parse_args(argv)
     try:
         predictor = Predictor(args.model)
     except SearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for line in predictor.predict(args.images, args.gradcam):
+    for line in predictor.predict(args.images, args.gradcam, args.batch_size):
         print(json.dumps(line))
     return 0
 

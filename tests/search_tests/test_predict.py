@@ -1,4 +1,4 @@
-"""``search.predict`` on a hand-made exported folder: malformed cards."""
+"""``search.predict`` on a hand-made exported folder: batches, overlay names and malformed cards."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from search import SearchError
 from search.predict import Predictor
@@ -51,6 +53,99 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def predictor(model_dir: Path) -> Predictor:
     return Predictor(model_dir)
+
+
+def _image(path: Path, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _proba(lines: list[dict[str, Any]]) -> list[list[float] | None]:
+    return [[line["probabilities"][c] for c in CLASSES] if "probabilities" in line else None for line in lines]
+
+
+def test_batches_give_the_same_lines_as_one_batch(
+    predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [_image(tmp_path / f"x{i}.png", i) for i in range(5)]
+    paths.insert(3, tmp_path / "missing.png")  # an unreadable file between batches keeps its place
+    whole = list(predictor.predict(paths, batch_size=32))
+    seen: list[int] = []
+    predict = predictor.model.predict
+
+    def counting(images: np.ndarray, **kwargs: Any) -> Any:
+        seen.append(len(images))
+        return predict(images, **kwargs)
+
+    monkeypatch.setattr(predictor.model, "predict", counting)
+    batched = list(predictor.predict(paths, batch_size=2))
+    assert seen == [2, 1, 2], "never more than two images at a time"
+    assert [line["path"] for line in batched] == [str(p) for p in paths]
+    assert [line.get("error") for line in batched] == [line.get("error") for line in whole]
+    np.testing.assert_allclose(
+        np.array([p for p in _proba(batched) if p is not None]),
+        np.array([p for p in _proba(whole) if p is not None]),
+        atol=2e-6,
+    )
+    assert [line.get("prediction") for line in batched] == [line.get("prediction") for line in whole]
+
+
+def test_lines_come_batch_by_batch(predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = [_image(tmp_path / f"x{i}.png", i) for i in range(5)]
+    read: list[Path] = []
+    prepare = predictor.prepare
+
+    def counting(path: Path) -> np.ndarray:
+        read.append(path)
+        return prepare(path)
+
+    monkeypatch.setattr(predictor, "prepare", counting)
+    lines = predictor.predict(paths, batch_size=2)
+    next(lines)
+    assert read == paths[:2], "the first line comes before the rest are read"
+
+
+def test_the_batch_size_must_be_positive(
+    predictor: Predictor, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SearchError, match=r"^`batch_size >= 1` must hold, but got 0\.$"):
+        next(predictor.predict([model_dir / "x.png"], batch_size=0))
+    with pytest.raises(SystemExit):
+        predict_main(["--model", str(model_dir), "--batch-size", "0", "x.png"])
+    assert "`--batch-size >= 1` must hold, but got '0'" in capsys.readouterr().err
+
+
+def test_inputs_with_the_same_file_name_keep_their_own_overlays(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = [
+        _image(tmp_path / "a" / "img.png", 1),
+        _image(tmp_path / "b" / "img.png", 2),
+        _image(tmp_path / "c" / "img-2.png", 3),  # the name a numbered overlay would take
+        _image(tmp_path / "d" / "IMG.png", 4),  # the same name to a case-insensitive file system
+    ]
+    cams = tmp_path / "cams"
+    args = ["--model", str(model_dir), *map(str, paths), "--gradcam", str(cams)]
+    assert predict_main(args) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["path"] for line in lines] == [str(p) for p in paths], "each line names its input"
+    names = [Path(line["gradcam"]).name for line in lines]
+    assert names == ["img.gradcam.png", "img-2.gradcam.png", "img-2-2.gradcam.png", "IMG-3.gradcam.png"]
+    assert sorted(p.name for p in cams.iterdir()) == sorted(names)
+    overlays = [np.asarray(Image.open(line["gradcam"])) for line in lines]
+    assert not np.array_equal(overlays[0], overlays[1]), "a/img.png and b/img.png each have their own"
+    assert predict_main(args) == 0
+    again = [json.loads(line)["gradcam"] for line in capsys.readouterr().out.splitlines()]
+    assert again == [line["gradcam"] for line in lines], "the same command gives the same names"
+
+
+def test_a_file_that_is_not_png_or_jpeg_is_refused(predictor: Predictor, tmp_path: Path) -> None:
+    bmp = tmp_path / "scan.png"
+    Image.new("RGB", (40, 40)).save(bmp, format="BMP")  # cxrdata's decoding decides, whatever the suffix says
+    [line] = predictor.predict([bmp])
+    assert line["error"].startswith("not a readable image: ") and "probabilities" not in line
 
 
 def test_predict_prints_one_sentence_for_a_malformed_card(
