@@ -182,7 +182,7 @@ class Predictor:
             return label, label == self.classes[self.covid]
         is_covid = float(proba[self.covid]) >= self.threshold
         others = [i for i in range(len(self.classes)) if i != self.covid]
-        label = self.classes[0] if is_covid else self.classes[max(others, key=lambda i: proba[i])]
+        label = self.classes[self.covid] if is_covid else self.classes[max(others, key=lambda i: proba[i])]
         return label, is_covid
 
     def predict(

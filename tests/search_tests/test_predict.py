@@ -148,6 +148,16 @@ def test_a_file_that_is_not_png_or_jpeg_is_refused(predictor: Predictor, tmp_pat
     assert line["error"].startswith("not a readable image: ") and "probabilities" not in line
 
 
+def test_the_threshold_names_the_covid_class_wherever_it_is(model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    card = _card(classes=["Normal", "COVID", "Viral Pneumonia"], covid_class_index=1)
+    card["decision"] = {"rule": "", "threshold": 1e-9, "target": None}
+    (folder / "model_card.json").write_text(json.dumps(card))
+    [line] = Predictor(folder).predict([_image(tmp_path / "x.png", 0)])
+    assert line["covid"] is True and line["prediction"] == "COVID"
+
+
 def test_predict_prints_one_sentence_for_a_malformed_card(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
