@@ -9,6 +9,7 @@ from pathlib import Path
 
 from streamlit.web import cli as streamlit_cli
 
+from leaderboard.exports import ALLOW_VARIABLE
 from search.store import add_storage_argument
 
 
@@ -17,8 +18,15 @@ def main() -> None:
     add_storage_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument(
+        "--allow-export",
+        action="store_true",
+        help="offer the export button (it evaluates on the test split and writes that row to the database)",
+    )
     args = parser.parse_args()
-    os.environ["CXR_STORAGE"] = args.storage
+    os.environ["CXR_STORAGE"] = args.storage  # to the page by environment: never on a command line
+    if args.allow_export:
+        os.environ[ALLOW_VARIABLE] = "1"
     app = Path(__file__).with_name("app.py")
     sys.argv = [
         "streamlit", "run", str(app),

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` 
 
 from leaderboard import charts
 from leaderboard import data as D
+from leaderboard.exports import export_allowed, run_export
 from search import SearchError
 from search.artifacts import read_artifact
 from search.store import Ranking, mask_url
@@ -30,6 +28,7 @@ from search.store import Ranking, mask_url
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 PAGE_SIZE = 50
 CACHE_TTL_S = 5
+ALLOWED = export_allowed(sys.argv[1:])  # the export button writes to the database: off unless asked
 CHARTS = {
     "sensitivity": "COVID sensitivity at the target vs lung focus (Pareto front)",
     "history": "Optimisation history",
@@ -269,10 +268,7 @@ def _artifacts(url: str, study: str, detail: D.TrialDetail) -> None:
 
 
 def _export(url: str, study: str, trial: int) -> None:
-    _export_button(
-        url, study, ["--trial", str(trial)], f"Export trial {trial} (evaluates it once on the test split)",
-        f"{study}-trial-{trial}",
-    )  # fmt: skip
+    _export_button(url, study, ["--trial", str(trial)], f"Export trial {trial} (evaluates it once on the test split)")
 
 
 def _export_ensemble(url: str, study: str) -> None:
@@ -282,34 +278,36 @@ def _export_ensemble(url: str, study: str) -> None:
         "probabilities of the top trials with a saved model, one averaged model, a COVID threshold chosen on "
         "validation; measured once on the test split."
     )
+    if not ALLOWED:
+        return
     pool = int(st.number_input("Candidates (top trials with a saved model)", 1, 50, 10, key=f"pool-{study}"))
-    _export_button(url, study, ["--ensemble", str(pool)], f"Export the ensemble of the top {pool}", f"{study}-ensemble")
+    _export_button(url, study, ["--ensemble", str(pool)], f"Export the ensemble of the top {pool}")
 
 
-def _export_button(url: str, study: str, choice: list[str], label: str, name: str) -> None:
-    """Package with ``search.export`` in a separate process: this page never loads TensorFlow."""
-    key = f"export-{name}"
-    if st.button(label, key=f"button-{key}"):
-        with (
-            tempfile.TemporaryDirectory() as tmp,
-            st.spinner("Exporting: test-split evaluation, Keras, SavedModel, TFLite, model card"),
-        ):
-            out = Path(tmp) / name
-            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-            done = subprocess.run(
-                [sys.executable, "-m", "search.export", "--study", study, *choice, "--out", str(out), "--storage", url],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=False,
-            )
-            if done.returncode != 0:
-                st.error((done.stderr.strip().splitlines() or ["export failed"])[-1])
-                return
-            archive = shutil.make_archive(str(out), "zip", out)
-            st.session_state[key] = Path(archive).read_bytes()
-    if key in st.session_state:
-        st.download_button("Download the export (.zip)", data=st.session_state[key], file_name=f"{name}.zip")
+def _export_button(url: str, study: str, choice: list[str], label: str) -> None:
+    """Package with ``search.export`` in a child process: one at a time per model, time-limited, kept on disk."""
+    if not ALLOWED:
+        st.caption(
+            "Export is off on this page: it evaluates the model once on the test split and writes that row to the "
+            "results database. Start the leaderboard with --allow-export (and a database role that may write) "
+            f"to offer it here, or run: python -m search.export --study {study} {' '.join(choice)} --out DIR"
+        )
+        return
+    key = f"export-{study}-{'-'.join(choice)}"
+    if st.button(label, key=f"button-{key}", help="Writes the test-split row of this model to the database."):
+        with st.spinner("Exporting: test-split evaluation, Keras, SavedModel, TFLite, model card"):
+            result = run_export(url, study, choice, D.study_version(_engine(url), study))
+        if result.archive is None:
+            st.error(result.message or "The export failed.")
+        else:
+            st.session_state[key] = str(result.archive)  # a path: the archive stays on disk, not in the session
+            if result.cached:
+                st.caption("The study has not changed since this model was last exported: that archive is reused.")
+    archive = Path(st.session_state.get(key, ""))
+    if key in st.session_state and archive.is_file():
+        st.download_button(
+            "Download the export (.zip)", data=archive.read_bytes(), file_name=f"{study}-{'-'.join(choice)}.zip"
+        )
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "studies",
     "study_artifacts",
     "study_ranking",
+    "study_version",
     "top_line",
     "trial_detail",
 ]
@@ -368,6 +369,18 @@ def study_artifacts(engine: Engine, study: str) -> str | None:
     read them with :func:`search.artifacts.read_artifact`, which never trusts this value."""
     location = _study_attr(engine, study, "cxr_artifacts")
     return location if isinstance(location, str) and location else None
+
+
+def study_version(engine: Engine, study: str) -> str:
+    """Changes whenever a trial of the study is recorded (or recorded again); not when an export
+    adds its test-split row."""
+    with Session(engine) as session:
+        count, last = session.execute(
+            select(func.count(), func.max(TrialRow.created_at)).where(
+                TrialRow.study_name == study, TrialRow.split == "val"
+            )
+        ).one()
+    return f"{count}-{last}"
 
 
 def study_ranking(engine: Engine, study: str) -> Ranking:

@@ -73,6 +73,11 @@ class StudyInfo:
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> StudyInfo:
+        if "cxr_space" not in attrs:
+            raise SearchError(
+                "A study must have been created by search.launch (its search space is written last), but this one "
+                "has no search space yet: it may still be starting; try again in a moment."
+            )
         return cls(
             space=SearchSpace.from_dict(json.loads(attrs["cxr_space"])),
             data_path=attrs["cxr_data_path"],
@@ -140,7 +145,9 @@ def create_study(storage: optuna.storages.RDBStorage, name: str, info: StudyInfo
     )
     attrs = study.user_attrs
     if "cxr_space" not in attrs:
-        for key, value in info.to_attrs().items():
+        # One key at a time (Optuna has no batch write): the space last, so a study that has it
+        # has everything (see StudyInfo.from_attrs).
+        for key, value in sorted(info.to_attrs().items(), key=lambda item: item[0] == "cxr_space"):
             study.set_user_attr(key, value)
         return study
     stored = StudyInfo.from_attrs(attrs)

@@ -35,6 +35,7 @@ from search.store import (
     ResultStore,
     TrialRow,
     add_storage_argument,
+    creation_lock,
     mask_url,
 )
 from search.worker import WorkerJob, run_worker
@@ -237,9 +238,9 @@ def prepare(args: argparse.Namespace) -> Plan:
         )
     space = _space(args)
     weights = _check_weights_available(space, args.weights)
-    store = ResultStore(args.storage)
-    store.create_schema()
-    storage = make_storage(args.storage)
+    with creation_lock(args.storage):  # two launches at once: the second waits, then finds the tables
+        ResultStore(args.storage).create_schema()
+        storage = make_storage(args.storage)
     data = args.data or _existing_data_path(args.storage, args.study)
     if data is None:
         raise SearchError(f"`--data` must name the dataset for a new study, but none was given for {args.study!r}.")
@@ -263,7 +264,8 @@ def prepare(args: argparse.Namespace) -> Plan:
         cache_dir=str(cache_dir),
         lung_model=lung_model,
     )
-    create_study(storage, args.study, info)
+    with creation_lock(args.storage):  # ... and finds the first one's study, whole
+        create_study(storage, args.study, info)
     _warm_caches(manifest, space, cache_dir, artifacts)
     gpus = tuple(args.gpus) if args.gpus else None
     return Plan(

@@ -1,5 +1,6 @@
 """The SQL results store: trials, epoch histories, predictions and artifact ids beside Optuna's tables."""
 
+from search.store._lock import creation_lock
 from search.store._predictions import Predictions
 from search.store._ranking import (
     DEFAULT_RANKING,
@@ -33,6 +34,7 @@ __all__ = [
     "add_storage_argument",
     "check_min_specificity",
     "config_row",
+    "creation_lock",
     "focus_like_flat_map",
     "mask_url",
     "meets_floor",

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import Engine, create_engine, delete, event, inspect, select
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from search._errors import SearchError
 from search.space import TrialConfig
+from search.store._lock import lock_row
 from search.store._predictions import Predictions
 from search.store._ranking import DEFAULT_RANKING, Ranking
 from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, PredictionRow, SchemaRow, TrialRow
@@ -112,6 +114,12 @@ class ResultStore:
         for attempt in range(attempts):
             try:
                 return self._record_once(row, list(epochs), list(artifacts), list(predictions))
+            except IntegrityError:
+                # Another writer inserted the same row between our delete and insert (a database
+                # without row locks): replacing it again is what the caller asked for.
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0.0, 0.2))
             except (OperationalError, InterfaceError):
                 if attempt == attempts - 1:
                     raise
@@ -131,6 +139,8 @@ class ResultStore:
         epoch_columns = [c.key for c in EpochRow.__table__.columns if c.key not in ("id", "trial_id")]
         epochs = [EpochRow(**{c: getattr(e, c) for c in epoch_columns}) for e in epochs]
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            # Several workers may record the same lost trial at once: one at a time, last one wins.
+            lock_row(session.connection(), row.study_name, row.engine, row.trial_number, row.split)
             session.execute(
                 delete(TrialRow).where(
                     TrialRow.study_name == row.study_name,

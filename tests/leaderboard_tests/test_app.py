@@ -13,8 +13,9 @@ from tests.leaderboard_tests.conftest import WINNER
 APP = str(REPO / "leaderboard" / "app.py")
 
 
-def _app(monkeypatch: pytest.MonkeyPatch, url: str, study: str = "demo") -> AppTest:
+def _app(monkeypatch: pytest.MonkeyPatch, url: str, study: str = "demo", allow_export: bool = False) -> AppTest:
     monkeypatch.setenv("CXR_STORAGE", url)
+    monkeypatch.setenv("CXR_ALLOW_EXPORT", "1" if allow_export else "0")
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["study"] = study
     return at.run()
@@ -85,8 +86,21 @@ def test_a_password_never_reaches_the_page(monkeypatch: pytest.MonkeyPatch, url:
     assert "The results database must be reachable" in at.error[0].value
 
 
-def test_the_export_button_packages_the_top_trial(monkeypatch: pytest.MonkeyPatch, searched: Path) -> None:
+def test_export_is_off_unless_allowed(monkeypatch: pytest.MonkeyPatch, searched: Path) -> None:
     at = _app(monkeypatch, f"sqlite:///{searched / 'optuna.db'}", study="cxr-search")
+    assert not at.exception
+    assert not [b for b in at.button if b.label.startswith("Export")]
+    assert any("Export is off on this page" in c.value and "--allow-export" in c.value for c in at.caption)
+
+
+def test_the_export_button_packages_the_top_trial_once(
+    monkeypatch: pytest.MonkeyPatch, searched: Path, tmp_path: Path
+) -> None:
+    import io
+    import zipfile
+
+    monkeypatch.setenv("CXR_EXPORT_CACHE", str(tmp_path))
+    at = _app(monkeypatch, f"sqlite:///{searched / 'optuna.db'}", study="cxr-search", allow_export=True)
     assert not at.exception
     button = next(b for b in at.button if b.label.startswith("Export trial"))
     top = _top(at).split("trial ")[1].split(" ")[0]
@@ -94,15 +108,14 @@ def test_the_export_button_packages_the_top_trial(monkeypatch: pytest.MonkeyPatc
     button.click().run(timeout=300)
     assert not at.exception
     assert not at.error, at.error[0].value if at.error else ""
-    key = f"export-cxr-search-trial-{top}"
-    assert key in at.session_state
-    archive = at.session_state[key]
-    assert archive[:2] == b"PK", "a zip archive"
-    import io
-    import zipfile
-
-    names = zipfile.ZipFile(io.BytesIO(archive)).namelist()
+    archive = Path(at.session_state[f"export-cxr-search---trial-{top}"])
+    assert archive.parent == tmp_path and archive.read_bytes()[:2] == b"PK", "a zip archive on disk"
+    names = zipfile.ZipFile(io.BytesIO(archive.read_bytes())).namelist()
     assert {"model.keras", "model.tflite", "model_card.json", "MODEL_CARD.md"} <= set(names)
+    made = archive.stat().st_mtime_ns
+    next(b for b in at.button if b.label.startswith("Export trial")).click().run(timeout=300)
+    assert any("that archive is reused" in c.value for c in at.caption)
+    assert archive.stat().st_mtime_ns == made, "the unchanged study is not exported again"
 
 
 def test_the_specificity_floor_is_a_sidebar_setting(monkeypatch: pytest.MonkeyPatch, study_db: str) -> None:
@@ -115,18 +128,20 @@ def test_the_specificity_floor_is_a_sidebar_setting(monkeypatch: pytest.MonkeyPa
     assert not any("specificity" in c.value for c in at.caption if c.value.startswith("Ranked by"))
 
 
-def test_the_ensemble_export_packages_the_selected_members(monkeypatch: pytest.MonkeyPatch, searched: Path) -> None:
-    import io
+def test_the_ensemble_export_packages_the_selected_members(
+    monkeypatch: pytest.MonkeyPatch, searched: Path, tmp_path: Path
+) -> None:
     import json
     import zipfile
 
-    at = _app(monkeypatch, f"sqlite:///{searched / 'optuna.db'}", study="cxr-search")
+    monkeypatch.setenv("CXR_EXPORT_CACHE", str(tmp_path))
+    at = _app(monkeypatch, f"sqlite:///{searched / 'optuna.db'}", study="cxr-search", allow_export=True)
     next(n for n in at.number_input if n.label.startswith("Candidates")).set_value(2).run()
     button = next(b for b in at.button if b.label.startswith("Export the ensemble"))
     assert button.label == "Export the ensemble of the top 2"
     button.click().run(timeout=300)
     assert not at.exception and not at.error, at.error[0].value if at.error else ""
-    archive = zipfile.ZipFile(io.BytesIO(at.session_state["export-cxr-search-ensemble"]))
+    archive = zipfile.ZipFile(at.session_state["export-cxr-search---ensemble-2"])
     card = json.loads(archive.read("model_card.json"))
     assert card["selection"]["pool"] and len(card["selection"]["pool"]) == 2
     assert sum(m["weight"] for m in card["members"]) == pytest.approx(1.0)
