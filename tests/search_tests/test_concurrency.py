@@ -60,7 +60,8 @@ except SearchError as exc:
 
 
 def _prepare(data: Path, url: str, study: str, cwd: Path) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-c", _PREPARE, "--trials", "1", "--data", str(data), "--storage", url, "--study", study, *BASE]
+    flags = ["--trials", "1", "--data", str(data), "--storage", url, "--study", study, *BASE]
+    argv = [sys.executable, "-c", _PREPARE, *flags]
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)}
     return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
