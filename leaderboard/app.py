@@ -177,7 +177,7 @@ def _board(url: str, view: _View) -> pd.DataFrame:
     if not frame.empty and frame["op_target"].notna().any():
         st.caption(
             f"@ target: each trial's COVID threshold is chosen on its validation images for COVID "
-            f"{frame['op_target'].dropna().iloc[0]}; the bounds are 95% Wilson intervals."
+            f"{D.escape_markdown(frame['op_target'].dropna().iloc[0])}; the bounds are 95% Wilson intervals."
         )
     if not frame.empty and frame["lung_focus"].isna().all():
         st.caption("Lung focus is not measured for these trials yet; it ranks as unknown.")
@@ -222,8 +222,10 @@ def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
     if detail is None:
         st.warning(f"Trial {_trial_label((engine, number))} has no stored result.")
         return
-    heading = f"**Trial {_trial_label((engine, detail.trial_number))}** — {detail.state}"
-    st.markdown(heading + (f": {detail.error}" if detail.error else ""))
+    heading = f"**Trial {_trial_label((engine, detail.trial_number))}** — {D.escape_markdown(detail.state)}"
+    st.markdown(heading + (f": {D.escape_markdown(detail.error)}" if detail.error else ""))
+    for problem in detail.problems:
+        st.warning(D.escape_markdown(problem))
     left, right = st.columns(2)
     with left:
         st.json(detail.config, expanded=False)
@@ -234,12 +236,15 @@ def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
             st.caption("Cross-validated: each figure's mean and spread over the folds.")
             st.dataframe(detail.folds)
     with right:
-        if not detail.epochs.empty:
-            st.plotly_chart(charts.learning_curve_figure(detail.epochs, detail.pruned_at_epoch))
-        if detail.confusion is not None:
-            st.plotly_chart(charts.confusion_figure(detail.confusion, detail.class_names))
-        if detail.roc is not None:
-            st.plotly_chart(charts.roc_figure(*detail.roc, detail.metrics.get("roc_auc")))
+        try:
+            if not detail.epochs.empty:
+                st.plotly_chart(charts.learning_curve_figure(detail.epochs, detail.pruned_at_epoch))
+            if detail.confusion is not None:
+                st.plotly_chart(charts.confusion_figure(detail.confusion, detail.class_names))
+            if detail.roc is not None:
+                st.plotly_chart(charts.roc_figure(*detail.roc, detail.metrics.get("roc_auc")))
+        except (ValueError, TypeError, IndexError) as exc:  # stored values that do not fit a chart
+            st.warning(D.escape_markdown(f"A chart of this trial could not be drawn from its stored values ({exc})."))
     _artifacts(url, study, detail)
 
 
@@ -257,7 +262,7 @@ def _artifacts(url: str, study: str, detail: D.TrialDetail) -> None:
         if images:
             st.image(images, caption=captions, width=200)
         for problem in problems[:3]:
-            st.warning(problem)
+            st.warning(D.escape_markdown(problem))
     else:
         st.caption("No Grad-CAM overlays stored for this trial.")
     models = [a for a in detail.artifacts if a["kind"] == "model"]
@@ -290,7 +295,8 @@ def _export_button(url: str, study: str, choice: list[str], label: str) -> None:
         st.caption(
             "Export is off on this page: it evaluates the model once on the test split and writes that row to the "
             "results database. Start the leaderboard with --allow-export (and a database role that may write) "
-            f"to offer it here, or run: python -m search.export --study {study} {' '.join(choice)} --out DIR"
+            f"to offer it here, or run: python -m search.export --study {D.escape_markdown(study)} "
+            f"{' '.join(choice)} --out DIR"
         )
         return
     key = f"export-{study}-{'-'.join(choice)}"
@@ -298,7 +304,7 @@ def _export_button(url: str, study: str, choice: list[str], label: str) -> None:
         with st.spinner("Exporting: test-split evaluation, Keras, SavedModel, TFLite, model card"):
             result = run_export(url, study, choice, D.study_version(_engine(url), study))
         if result.archive is None:
-            st.error(result.message or "The export failed.")
+            st.error(D.escape_markdown(result.message or "The export failed."))
         else:
             st.session_state[key] = str(result.archive)  # a path: the archive stays on disk, not in the session
             if result.cached:

@@ -7,6 +7,7 @@ trials costs one indexed query per page.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "Filters",
     "TrialDetail",
     "all_trials",
+    "escape_markdown",
     "filter_choices",
     "pareto_front",
     "ranking",
@@ -122,6 +124,18 @@ def read_only_engine(url: str) -> Engine:
     return create_engine(ro_url, **kwargs)
 
 
+# Markdown's inline syntax (and Streamlit's: $ for LaTeX, : for emoji and autolinks). Line-start
+# syntax (lists, headings) cannot start mid-sentence once newlines are folded, so "." and "-"
+# stay readable.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#|~$:!])")
+
+
+def escape_markdown(text: object) -> str:
+    """``text`` shown literally in Markdown: a string from the database cannot become a link, an
+    image that loads from a remote server, or formatting."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
 def studies(engine: Engine) -> list[str]:
     """Studies with results, most recently active first."""
     with Session(engine) as session:
@@ -166,11 +180,15 @@ def rule_text(ranking: Ranking) -> str:
 
 
 def top_line(frame: pd.DataFrame) -> str:
-    """The first row of a ranked page in one sentence, with what could make it a trap."""
+    """The first row of a ranked page in one sentence (Markdown, its database strings escaped),
+    with what could make it a trap."""
     if frame.empty:
         return "No trial matches the filters."
     top = frame.iloc[0]
-    text = f"Top-ranked: trial {int(top['trial_number'])} ({top['backbone']}, {top['scheme']}): "
+    text = (
+        f"Top-ranked: trial {int(top['trial_number'])} ({escape_markdown(top['backbone'])}, "
+        f"{escape_markdown(top['scheme'])}): "
+    )
     if not pd.isna(top.get("op_sensitivity")):
         text += (
             f"COVID sensitivity {_fmt(top['op_sensitivity'])} {_ci(top, 'op_sensitivity')} at specificity "
@@ -277,6 +295,7 @@ class TrialDetail:
     error: str | None
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     folds: pd.DataFrame = field(default_factory=pd.DataFrame)  # per figure: mean, std, per-fold values
+    problems: list[str] = field(default_factory=list)  # stored values that could not be read
 
 
 def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str = "optuna") -> TrialDetail | None:
@@ -308,18 +327,20 @@ def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str
                 ArtifactRow.trial_id == row.id
             )
         ).all()
-        per_class = json.loads(row.per_class_json) if row.per_class_json else {}
-        roc = json.loads(row.covid_roc_json) if row.covid_roc_json else None
+        problems: list[str] = []
+        per_class = _json_column(row, "per_class_json", {}, problems)
+        roc = _json_column(row, "covid_roc_json", None, problems)
+        confusion = _json_column(row, "confusion_json", None, problems)
         return TrialDetail(
             trial_number=row.trial_number,
             engine=row.engine,
             state=row.state,
-            config=json.loads(row.config_json),
+            config=_json_column(row, "config_json", {}, problems),
             metrics={k: getattr(row, k) for k in LABELS},
-            class_names=json.loads(row.class_names_json) if row.class_names_json else [],
-            per_class=pd.DataFrame(per_class).T if per_class else pd.DataFrame(),
-            confusion=json.loads(row.confusion_json) if row.confusion_json else None,
-            roc=None if roc is None else (roc[0], roc[1]),
+            class_names=_json_column(row, "class_names_json", [], problems),
+            per_class=_per_class_table(per_class, problems),
+            confusion=confusion if isinstance(confusion, list) else None,
+            roc=_roc(roc, problems),
             epochs=pd.DataFrame(
                 epochs, columns=["epoch", "phase", "loss", "val_loss", "val_accuracy", "learning_rate"]
             ),
@@ -327,7 +348,44 @@ def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str
             error=row.error,
             artifacts=[dict(a._mapping) for a in artifacts],
             folds=_fold_table(row.fold_spread_json),
+            problems=problems,
         )
+
+
+def _json_column(row: TrialRow, column: str, default: Any, problems: list[str]) -> Any:
+    """A JSON column's value; a corrupt one is reported (``problems``) and shown as missing."""
+    text = getattr(row, column)
+    if not text:
+        return default
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        problems.append(f"The column {column} of this trial must hold JSON, but it does not ({exc}).")
+        return default
+    if default is not None and not isinstance(value, type(default)):
+        problems.append(
+            f"The column {column} of this trial must hold a JSON {type(default).__name__}, "
+            f"but holds a {type(value).__name__}."
+        )
+        return default
+    return value
+
+
+def _per_class_table(per_class: dict[str, Any], problems: list[str]) -> pd.DataFrame:
+    try:
+        return pd.DataFrame(per_class).T if per_class else pd.DataFrame()
+    except (ValueError, TypeError) as exc:
+        problems.append(f"The per-class figures of this trial must be a table, but are not ({exc}).")
+        return pd.DataFrame()
+
+
+def _roc(roc: Any, problems: list[str]) -> tuple[list[float], list[float]] | None:
+    if roc is None:
+        return None
+    if isinstance(roc, list) and len(roc) == 2 and all(isinstance(c, list) for c in roc):
+        return roc[0], roc[1]
+    problems.append("The ROC curve of this trial must be two lists of rates, but is not.")
+    return None
 
 
 def _fold_table(spread_json: str | None) -> pd.DataFrame:
@@ -336,16 +394,16 @@ def _fold_table(spread_json: str | None) -> pd.DataFrame:
         return pd.DataFrame()
     try:
         spread = json.loads(spread_json)
-    except ValueError:
-        return pd.DataFrame()
-    rows = {
-        LABELS.get(name, name): {
-            "mean": item.get("mean"),
-            "std": item.get("std"),
-            **{f"fold {k + 1}": v for k, v in enumerate(item.get("folds", []))},
+        rows = {
+            LABELS.get(name, name): {
+                "mean": item.get("mean"),
+                "std": item.get("std"),
+                **{f"fold {k + 1}": v for k, v in enumerate(item.get("folds", []))},
+            }
+            for name, item in spread.items()
         }
-        for name, item in spread.items()
-    }
+    except (ValueError, AttributeError, TypeError):  # a corrupt column: no fold table rather than no page
+        return pd.DataFrame()
     return pd.DataFrame(rows).T
 
 

@@ -145,3 +145,16 @@ def test_the_ensemble_export_packages_the_selected_members(
     card = json.loads(archive.read("model_card.json"))
     assert card["selection"]["pool"] and len(card["selection"]["pool"]) == 2
     assert sum(m["weight"] for m in card["members"]) == pytest.approx(1.0)
+
+
+def test_a_hostile_or_corrupt_trial_row_leaves_the_page_standing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.leaderboard_tests.test_data import _hostile_study
+
+    at = _app(monkeypatch, _hostile_study(tmp_path), study="hostile")
+    assert not at.exception
+    assert _top(at).startswith("**Top-ranked: trial 99 (\\!\\[x\\]")
+    assert any("The column config\\_json of this trial must hold JSON" in w.value for w in at.warning)
+    heading = next(m.value for m in at.markdown if m.value.startswith("**Trial 99**"))
+    assert "\\[click\\]\\(http\\://attacker.example\\)" in heading

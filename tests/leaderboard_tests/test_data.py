@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -271,3 +272,54 @@ def test_a_cross_validated_trial_shows_its_figures_per_fold(tmp_path: Path) -> N
     assert detail.folds.loc["accuracy", "mean"] == 0.9 and detail.folds.loc["accuracy", "fold 3"] == 0.92
     plain = D.trial_detail(D.read_only_engine(url), "f", 0)
     assert plain is not None and plain.folds.empty
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "![pixel](http://attacker.example/track.png)",
+        "[click](javascript:alert(1))",
+        "<img src=http://attacker.example/x.png>",
+        "**bold** _it_ `code` $x$ :smile:",
+        "line\n\n# heading",
+    ],
+)
+def test_database_strings_are_shown_literally(text: str) -> None:
+    escaped = D.escape_markdown(text)
+    assert not re.search(r"(?<!\\)[\[\]()<>!`*_$:]", escaped), escaped  # every special character escaped
+    assert "\n" not in escaped
+    assert escaped.replace("\\", "") == " ".join(text.split())
+
+
+def _hostile_study(tmp_path: Path) -> str:
+    from leaderboard.synthetic import make_synthetic_study
+    from search.space import TrialConfig
+    from search.store import ResultStore, config_row
+
+    url = f"sqlite:///{tmp_path / 'hostile.db'}"
+    make_synthetic_study(url, "hostile", 5, seed=2)
+    row = config_row("hostile", 99, TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three"), "COMPLETE")
+    row.backbone = "![x](http://attacker.example/p.png)"
+    row.error = "[click](http://attacker.example)"
+    row.op_sensitivity, row.op_specificity, row.covid_sensitivity, row.covid_specificity = 1.0, 1.0, 1.0, 1.0
+    row.config_json, row.per_class_json, row.covid_roc_json = "{not json", "[1, 2", '"a string"'
+    row.confusion_json, row.class_names_json, row.fold_spread_json = '{"a": 1}', "3", "[1]"
+    ResultStore(url).record(row)
+    return url
+
+
+def test_corrupt_json_columns_are_reported_not_raised(tmp_path: Path) -> None:
+    detail = D.trial_detail(D.read_only_engine(_hostile_study(tmp_path)), "hostile", 99)
+    assert detail is not None
+    assert detail.config == {} and detail.class_names == [] and detail.roc is None and detail.per_class.empty
+    assert detail.folds.empty
+    joined = " ".join(detail.problems)
+    for column in ("config_json", "per_class_json", "class_names_json"):
+        assert f"The column {column} of this trial must hold" in joined
+    assert "The ROC curve of this trial must be two lists of rates" in joined
+
+
+def test_the_top_line_escapes_what_the_database_says(tmp_path: Path) -> None:
+    frame, _ = D.ranking(D.read_only_engine(_hostile_study(tmp_path)), "hostile")
+    line = D.top_line(frame)
+    assert line.startswith("Top-ranked: trial 99 (\\!\\[x\\]\\(http\\://attacker.example/p.png\\)")
