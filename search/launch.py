@@ -217,6 +217,40 @@ def _space(args: argparse.Namespace) -> SearchSpace:
     return space.check()
 
 
+# When the schemes were not chosen, the richest one the data has the classes for.
+_FALLBACK_ORDER = ("four", "three", "binary")
+
+
+def _schemes_for(space: SearchSpace, manifest: Manifest, *, explicit: bool) -> SearchSpace:
+    """The space's schemes when the data has their classes. Default schemes the data cannot
+    serve (COVID and Normal folders only: no 'three') give way to those it can, said on stderr;
+    schemes the user chose are refused instead, naming what would work."""
+
+    def fits(name: str) -> bool:
+        try:
+            manifest.check_scheme(get_scheme(name))
+        except DatasetError:
+            return False
+        return True
+
+    unfit = [s for s in space.schemes if not fits(s)]
+    if not unfit:
+        return space
+    usable = [s for s in space.schemes if s not in unfit] or [s for s in _FALLBACK_ORDER if fits(s)][:1]
+    if explicit or not usable:
+        try:
+            manifest.check_scheme(get_scheme(unfit[0]))
+        except DatasetError as exc:
+            hint = f" Choose --schemes {','.join(usable)} for these classes." if usable else ""
+            raise DatasetError(f"{exc}{hint}") from None
+    print(
+        f"The default scheme(s) {', '.join(unfit)} need classes this dataset does not have "
+        f"({', '.join(manifest.counts())}): searching {', '.join(usable)} instead (choose with --schemes).",
+        file=sys.stderr,
+    )
+    return space.with_overrides(schemes=usable).check()
+
+
 def _existing_data_path(storage: str, study: str) -> str | None:
     import optuna
 
@@ -246,8 +280,7 @@ def prepare(args: argparse.Namespace) -> Plan:
         raise SearchError(f"`--data` must name the dataset for a new study, but none was given for {args.study!r}.")
     print(f"Reading {data} ...", file=sys.stderr)
     manifest = scan(data, progress=True)
-    for scheme in space.schemes:
-        manifest.check_scheme(get_scheme(scheme))
+    space = _schemes_for(space, manifest, explicit=bool(args.schemes or args.config))
     lung_model = _lung_model(args.lung_model, manifest)
     if manifest.excluded:
         print(f"{len(manifest.excluded)} file(s) excluded (see python -m cxrdata.inspect {data}).", file=sys.stderr)

@@ -89,6 +89,37 @@ def test_bad_arguments_get_one_sentence(
     assert err.startswith(f"error: {message}"), err
 
 
+@pytest.fixture(scope="module")
+def covid_vs_normal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The commonest dataset there is: COVID and Normal folders only."""
+    root = tmp_path_factory.mktemp("two-class")
+    return make_synthetic_dataset(root, SyntheticSpec(classes=("COVID", "Normal"), per_class=8, size=32, seed=4))
+
+
+def test_default_schemes_follow_the_classes_the_data_has(
+    covid_vs_normal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.launch import parse_args, prepare
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    plan = prepare(parse_args(["--trials", "1", "--storage", storage, "--data", str(covid_vs_normal), *BASE]))
+    assert plan.space.schemes == ("binary",)
+    assert "The default scheme(s) three need classes this dataset does not have (COVID, Normal): searching binary" in (
+        capsys.readouterr().err
+    )
+
+
+def test_chosen_schemes_the_data_cannot_serve_are_refused_naming_what_would(
+    covid_vs_normal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = ["--trials", "1", "--storage", storage, "--data", str(covid_vs_normal), *BASE, "--schemes", "three"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: The 'three' scheme needs images in the class folder(s) 'Viral Pneumonia'")
+    assert err.endswith("Choose --schemes binary for these classes.")
+
+
 @pytest.mark.parametrize(("flag", "value"), [("--trials", "0"), ("--workers", "-1"), ("--trials", "many")])
 def test_bad_counts_are_refused_by_the_parser(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
