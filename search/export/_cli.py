@@ -33,7 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m search.export", description="Package the winning model, ready to serve."
     )
     parser.add_argument("--study", required=True)
-    parser.add_argument("--out", required=True, type=Path, help="a new or empty folder")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="a new or empty folder; it appears only once the export is complete"
+    )
     choice = parser.add_argument_group("what to export (default: an ensemble selected from the top 10 saved trials)")
     choice.add_argument("--trial", type=int, help="one trial, by number")
     choice.add_argument(
@@ -48,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     target.add_argument("--target-specificity", type=float, help="choose the threshold on validation for this")
     target.add_argument("--target-sensitivity", type=float, help="... or for this (default: the study's target)")
     parser.add_argument("--data", help="dataset path on this machine (default: the study's)")
-    parser.add_argument("--force", action="store_true", help="write into a folder that already holds files")
+    parser.add_argument(
+        "--force", action="store_true", help="replace a folder that already holds files (its old files are removed)"
+    )
     args = parser.parse_args(argv)
     try:
         wanted = None
