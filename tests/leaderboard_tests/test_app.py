@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,41 @@ def test_a_hostile_or_corrupt_trial_row_leaves_the_page_standing(
     assert any("The column config\\_json of this trial must hold JSON" in w.value for w in at.warning)
     heading = next(m.value for m in at.markdown if m.value.startswith("**Trial 99**"))
     assert "\\[click\\]\\(http\\://attacker.example\\)" in heading
+
+
+def test_the_trial_page_serves_overlays_from_the_artifact_folder_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import optuna
+
+    from search.space import TrialConfig
+    from search.store import ArtifactRecord, ResultStore, config_row
+    from tests.leaderboard_tests.test_data import _hostile_study
+
+    url = _hostile_study(tmp_path)
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    (folder / "good-id").write_bytes(_png())
+    os.mkfifo(folder / "fifo-id")
+    optuna.load_study(study_name="hostile", storage=url).set_user_attr("cxr_artifacts", str(folder))
+    row = config_row("hostile", 100, TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three"), "COMPLETE")
+    row.op_sensitivity, row.op_specificity, row.covid_sensitivity, row.covid_specificity = 1.0, 1.0, 1.0, 1.0
+    row.lung_focus = 1.0  # ranks first, so the trial page opens on it
+    ids = ["good-id", "../../../../etc/passwd", "/etc/passwd", "fifo-id"]
+    ResultStore(url).record(row, artifacts=[ArtifactRecord("gradcam", i, f"{n}.png", 10) for n, i in enumerate(ids)])
+    at = _app(monkeypatch, url, study="hostile")
+    assert not at.exception
+    images = [e for e in at.main if type(e).__name__ == "Image"]
+    assert len(images) == 1 and len(images[0].proto.imgs) == 1, "only the overlay inside the folder is shown"
+    warnings = " ".join(w.value for w in at.warning)
+    assert warnings.count("must be a bare file name") == 2 and "must be a regular file" in warnings
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(out, format="PNG")
+    return out.getvalue()
