@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from streamlit.web import cli as streamlit_cli
@@ -13,7 +14,7 @@ from leaderboard.exports import ALLOW_VARIABLE
 from search.store import add_storage_argument
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m leaderboard", description=__doc__)
     add_storage_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
@@ -23,7 +24,7 @@ def main() -> None:
         action="store_true",
         help="offer the export button (it evaluates on the test split and writes that row to the database)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ["CXR_STORAGE"] = args.storage  # to the page by environment: never on a command line
     if args.allow_export:
         os.environ[ALLOW_VARIABLE] = "1"

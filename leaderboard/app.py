@@ -16,8 +16,6 @@ import optuna
 import pandas as pd
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` from a checkout
-
 from leaderboard import charts
 from leaderboard import data as D
 from leaderboard.exports import export_allowed, run_export

@@ -23,7 +23,6 @@ from search.store import STORAGE_VARIABLE
 __all__ = ["ALLOW_VARIABLE", "ExportResult", "export_allowed", "export_folder", "export_timeout_s", "run_export"]
 
 ALLOW_VARIABLE = "CXR_ALLOW_EXPORT"
-_REPO = Path(__file__).resolve().parents[1]
 
 
 def export_allowed(argv: list[str]) -> bool:
@@ -79,7 +78,7 @@ def run_export(url: str, study: str, choice: list[str], version: str, *, timeout
 def _export(url: str, study: str, choice: list[str], archive: Path, timeout_s: int) -> ExportResult:
     with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
         out = Path(tmp) / "export"
-        env = {**os.environ, STORAGE_VARIABLE: url, "PYTHONPATH": str(_REPO)}
+        env = {**os.environ, STORAGE_VARIABLE: url}
         command = [sys.executable, "-m", "search.export", "--study", study, *choice, "--out", str(out)]
         try:
             done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s, check=False)

@@ -1,20 +1,16 @@
-"""The Optuna objective: suggest a config, run the trial, store everything, return val_loss."""
+"""The Optuna objective: suggest a config, run and record the trial, return val_loss."""
 
 from __future__ import annotations
 
-import gc
 from dataclasses import asdict
 
-import keras
 import optuna
 
 from search._engines import OPTUNA
 from search._recording import TrialRecorder
-from search._study import study_ranking
-from search._trial import TrialData, run_trial
-from search.artifacts import ArtifactStore
+from search._runtime import run_and_record
+from search._trial import TrialData
 from search.space import SearchSpace
-from search.store import ResultStore
 
 __all__ = ["ENGINE", "Objective"]
 
@@ -25,27 +21,9 @@ class Objective:
     """Callable objective of a study; one instance per worker process."""
 
     def __init__(
-        self,
-        *,
-        study_name: str,
-        space: SearchSpace,
-        data: TrialData,
-        store: ResultStore,
-        artifact_store: ArtifactStore,
-        weights: str,
-        seed: int,
-        keep_models: int = 5,
+        self, *, space: SearchSpace, data: TrialData, recorder: TrialRecorder, weights: str, seed: int
     ) -> None:
-        self.space, self.data, self.weights, self.seed = space, data, weights, seed
-        self.recorder = TrialRecorder(
-            study_name=study_name,
-            store=store,
-            artifact_store=artifact_store,
-            dataset_fingerprint=data.manifest.fingerprint,
-            engine=ENGINE,
-            ranking=study_ranking(space),
-            keep_models=keep_models,
-        )
+        self.space, self.data, self.recorder, self.weights, self.seed = space, data, recorder, weights, seed
 
     def __call__(self, trial: optuna.Trial) -> float:
         config = self.space.suggest(trial, weights=self.weights, seed=self.seed)
@@ -55,17 +33,7 @@ class Objective:
             trial.report(val_loss, epoch)
             return bool(trial.should_prune())
 
-        try:
-            outcome = run_trial(config, self.data, report=report, keep_model=True)
-        except BaseException as exc:  # record every failure (OOM, Ctrl-C, bugs), then let Optuna see it
-            self.recorder.record_failure(trial.number, config, exc)
-            raise
-        try:
-            self.recorder.record(trial, trial.number, outcome)
-        finally:
-            outcome.built = None
-            keras.backend.clear_session()
-            gc.collect()
+        outcome = run_and_record(config, self.data, self.recorder, trial, trial.number, report=report)
         if outcome.fit.pruned:
             raise optuna.TrialPruned(f"pruned after epoch {outcome.fit.history[-1].epoch}")
         assert outcome.metrics is not None

@@ -15,14 +15,13 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cxrdata import DatasetError
 from search._errors import SearchError
 from search.store import add_storage_argument
 
-__all__ = ["WorkerJob", "main", "record_lost_trials", "run_worker"]
+__all__ = ["WorkerJob", "interrupt_once", "main", "record_lost_trials", "run_worker", "select_gpu"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class WorkerJob:
     deadline: float | None = None  # time.time() after which no new trial starts
 
 
-def _interrupt_once() -> None:
+def interrupt_once() -> None:
     """The first Ctrl-C stops the running trial (recorded as failed); later ones are ignored
     so that recording cannot be cut short (a terminal sends SIGINT to every worker and launch
     forwards it too)."""
@@ -51,7 +50,7 @@ def _interrupt_once() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _select_gpu(gpu: int | None) -> None:
+def select_gpu(gpu: int | None) -> None:
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -80,45 +79,27 @@ def record_lost_trials(study: Any, store: Any) -> int:
 
 def run_worker(job: WorkerJob) -> int:
     """Run up to ``job.n_trials`` trials of the study in this process; return how many ran."""
-    _select_gpu(job.gpu)
+    select_gpu(job.gpu)
     if job.handle_sigint:
-        _interrupt_once()
+        interrupt_once()
     import optuna  # imported here: launch's parent process never loads TensorFlow
 
-    from search._accel import configure_precision
-    from search._objective import Objective
-    from search._records import study_manifest
-    from search._study import load_study, make_storage
-    from search._trial import TrialData
-    from search.artifacts import artifact_store
-    from search.store import ResultStore
+    from search._objective import ENGINE, Objective
+    from search._runtime import open_runtime
 
     if job.quiet:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    configure_precision()
-    storage = make_storage(job.storage)
-    study, info = load_study(storage, job.study, job.worker_index)
-    optuna.storages.fail_stale_trials(study)  # a stale trial is only failed when someone checks
-    store = ResultStore(job.storage)
-    store.check_schema()
-    record_lost_trials(study, store)
-    manifest = study_manifest(job.data or info.data_path, info.cache_dir, info.dataset_fingerprint)
+    runtime = open_runtime(job.storage, job.study, data=job.data, worker_index=job.worker_index)
+    optuna.storages.fail_stale_trials(runtime.study)  # a stale trial is only failed when someone checks
+    record_lost_trials(runtime.study, runtime.store)
     objective = Objective(
-        study_name=job.study,
-        space=info.space,
-        data=TrialData(
-            manifest,
-            cache_dir=Path(info.cache_dir),
-            split_seed=info.split_seed,
-            lung_model=Path(info.lung_model) if info.lung_model else None,
-        ),
-        store=store,
-        artifact_store=artifact_store(info.artifacts),
-        weights=info.weights,
-        seed=info.seed,
-        keep_models=job.keep_models,
+        space=runtime.info.space,
+        data=runtime.data,
+        recorder=runtime.recorder(ENGINE, job.keep_models),
+        weights=runtime.info.weights,
+        seed=runtime.info.seed,
     )
-    return _optimize(study, objective, job.n_trials, deadline=job.deadline)
+    return _optimize(runtime.study, objective, job.n_trials, deadline=job.deadline)
 
 
 def _caused_by(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:

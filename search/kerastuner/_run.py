@@ -28,45 +28,21 @@ def run_keras_tuner(
     """Run up to ``n_trials`` more KerasTuner trials (resuming its state folder); return how many ran."""
     import optuna
 
-    from search._accel import configure_precision
-    from search._recording import TrialRecorder
-    from search._records import study_manifest
-    from search._study import load_study, make_storage
-    from search._trial import TrialData
-    from search.artifacts import artifact_store
+    from search._runtime import open_runtime
     from search.kerastuner._tuner import ENGINE, SpaceHyperModel, SpaceTuner, make_oracle
-    from search.store import ResultStore
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    configure_precision()
-    study, info = load_study(make_storage(storage), study_name, 0)
-    store = ResultStore(storage)
-    store.check_schema()
-    manifest = study_manifest(data or info.data_path, info.cache_dir, info.dataset_fingerprint)
-    trial_data = TrialData(
-        manifest,
-        cache_dir=Path(info.cache_dir),
-        split_seed=info.split_seed,
-        lung_model=Path(info.lung_model) if info.lung_model else None,
-    )
-    recorder = TrialRecorder(
-        study_name=study_name,
-        store=store,
-        artifact_store=artifact_store(info.artifacts),
-        dataset_fingerprint=manifest.fingerprint,
-        engine=ENGINE,
-        ranking=info.ranking,
-        keep_models=keep_models,
-    )
+    runtime = open_runtime(storage, study_name, data=data)
+    info = runtime.info
     engine = SpaceTuner(
         deadline=deadline,
         oracle=make_oracle(tuner, info.space, info.seed, max_trials=n_trials),
         hypermodel=SpaceHyperModel(info.space, info.weights, info.seed),
-        data=trial_data,
-        recorder=recorder,
+        data=runtime.data,
+        recorder=runtime.recorder(ENGINE, keep_models),
         directory=tuner_directory(info.artifacts, info.cache_dir),
         project_name=f"{study_name}-{tuner}",
-        artifacts_target=study,
+        artifacts_target=runtime.study,
         quiet=quiet,
     )
     before = len(engine.oracle.trials)

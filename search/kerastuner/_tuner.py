@@ -10,7 +10,6 @@ same command again resumes it.
 
 from __future__ import annotations
 
-import gc
 import math
 import sys
 import time
@@ -18,12 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import keras
 import keras_tuner as kt
 
 from search._engines import KERAS_TUNER, TUNERS
 from search._recording import TrialRecorder
-from search._trial import TrialData, run_trial
+from search._runtime import run_and_record
+from search._trial import TrialData
 from search.kerastuner._hyperparameters import HyperParametersTrial
 from search.space import SearchSpace, TrialConfig
 
@@ -92,17 +91,8 @@ class SpaceTuner(kt.engine.base_tuner.BaseTuner):  # type: ignore[misc]
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> float:
         number = int(trial.trial_id)
         config = self.hypermodel.config(trial.hyperparameters, number)
-        try:
-            outcome = run_trial(config, self.data, keep_model=True)
-        except BaseException as exc:  # recorded, then KerasTuner sees it (and counts the failure)
-            self.recorder.record_failure(number, config, exc)
-            raise
-        try:
-            self.recorder.record(self.artifacts_target, number, outcome)
-        finally:
-            outcome.built = None
-            keras.backend.clear_session()
-            gc.collect()
+        # A failure is recorded, then KerasTuner sees it (and counts it).
+        outcome = run_and_record(config, self.data, self.recorder, self.artifacts_target, number)
         if not self.quiet:
             sens = outcome.metrics.covid_sensitivity if outcome.metrics else math.nan
             print(

@@ -1,0 +1,5 @@
+import sys
+
+from search.launch._main import main
+
+sys.exit(main())

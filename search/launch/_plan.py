@@ -1,0 +1,190 @@
+"""Everything before the first trial: check the arguments, read the data, create schema and study."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from cxrdata import DatasetError, Manifest, get_scheme, load_images, scan
+from search._engines import KERAS_TUNER
+from search._errors import SearchError
+from search.artifacts import artifact_location, is_s3
+from search.backbones import check_weights, get_backbone, resolve_weights
+from search.space import SearchSpace, load_space
+from search.store import ResultStore, creation_lock
+
+__all__ = ["Plan", "prepare"]
+
+
+def _beside_db(storage: str, name: str) -> Path:
+    url = make_url(storage)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(url.database).resolve().parent / name
+    return Path(name).resolve()
+
+
+@dataclass(frozen=True)
+class Plan:
+    storage: str
+    study: str
+    trials: int
+    workers: int
+    recycle_after: int
+    keep_models: int
+    data: str
+    space: SearchSpace
+    gpus: tuple[int, ...] | None = None
+    timeout_s: int | None = None
+    engine: str = "optuna"
+    tuner: str = "hyperband"
+
+
+def _check_weights_available(space: SearchSpace, weights: str) -> str:
+    weights = check_weights(weights)
+    for name in space.backbones:
+        resolve_weights(get_backbone(name), weights, space.training.image_size)
+    return weights
+
+
+def _space(args: argparse.Namespace) -> SearchSpace:
+    space = load_space(args.config).with_overrides(
+        backbones=args.backbones,
+        schemes=args.schemes,
+        image_size=args.image_size,
+        max_epochs=args.max_epochs,
+        pruner=args.pruner,
+        target_specificity=args.target_specificity,
+        target_sensitivity=args.target_sensitivity,
+        folds=args.folds,
+    )
+    return space.check()
+
+
+_FALLBACK_ORDER = ("four", "three", "binary")
+
+
+def _schemes_for(space: SearchSpace, manifest: Manifest, *, explicit: bool) -> SearchSpace:
+    """The space's schemes when the data has their classes. Default schemes the data cannot
+    serve (COVID and Normal folders only: no 'three') give way to those it can, said on stderr;
+    schemes the user chose are refused instead, naming what would work."""
+
+    def fits(name: str) -> bool:
+        try:
+            manifest.check_scheme(get_scheme(name))
+        except DatasetError:
+            return False
+        return True
+
+    unfit = [s for s in space.schemes if not fits(s)]
+    if not unfit:
+        return space
+    usable = [s for s in space.schemes if s not in unfit] or [s for s in _FALLBACK_ORDER if fits(s)][:1]
+    if explicit or not usable:
+        try:
+            manifest.check_scheme(get_scheme(unfit[0]))
+        except DatasetError as exc:
+            hint = f" Choose --schemes {','.join(usable)} for these classes." if usable else ""
+            raise DatasetError(f"{exc}{hint}") from None
+    print(
+        f"The default scheme(s) {', '.join(unfit)} need classes this dataset does not have "
+        f"({', '.join(manifest.counts())}): searching {', '.join(usable)} instead (choose with --schemes).",
+        file=sys.stderr,
+    )
+    return space.with_overrides(schemes=usable).check()
+
+
+def _existing_data_path(storage: str, study: str) -> str | None:
+    import optuna
+
+    try:
+        return str(optuna.load_study(study_name=study, storage=storage).user_attrs.get("cxr_data_path")) or None
+    except KeyError:
+        return None
+
+
+def prepare(args: argparse.Namespace) -> Plan:
+    """Everything before the first trial: check arguments, read the data, create schema and study."""
+    from search._study import StudyInfo, create_study, make_storage
+
+    workers = len(args.gpus) if args.gpus else args.workers
+    if args.engine == KERAS_TUNER and workers > 1:
+        raise SearchError(
+            f"`--engine keras-tuner` runs in one process (KerasTuner's oracle is not shared through the study "
+            f"database), but got {workers} workers: use --workers 1, or --engine optuna for many workers."
+        )
+    space = _space(args)
+    weights = _check_weights_available(space, args.weights)
+    with creation_lock(args.storage):  # two launches at once: the second waits, then finds the tables
+        ResultStore(args.storage).create_schema()
+        storage = make_storage(args.storage)
+    data = args.data or _existing_data_path(args.storage, args.study)
+    if data is None:
+        raise SearchError(f"`--data` must name the dataset for a new study, but none was given for {args.study!r}.")
+    print(f"Reading {data} ...", file=sys.stderr)
+    manifest = scan(data, progress=True)
+    space = _schemes_for(space, manifest, explicit=bool(args.schemes or args.config))
+    lung_model = _lung_model(args.lung_model, manifest)
+    if manifest.excluded:
+        print(f"{len(manifest.excluded)} file(s) excluded (see python -m cxrdata.inspect {data}).", file=sys.stderr)
+    cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else _beside_db(args.storage, ".cache")
+    artifacts = artifact_location(args.artifacts) if args.artifacts else str(_beside_db(args.storage, "artifacts"))
+    info = StudyInfo(
+        space=space,
+        data_path=str(Path(data).resolve()),
+        dataset_fingerprint=manifest.fingerprint,
+        weights=weights,
+        seed=args.seed,
+        split_seed=args.split_seed,
+        artifacts=artifacts,
+        cache_dir=str(cache_dir),
+        lung_model=lung_model,
+    )
+    with creation_lock(args.storage):  # ... and finds the first one's study, whole
+        create_study(storage, args.study, info)
+    _warm_caches(manifest, space, cache_dir, artifacts)
+    gpus = tuple(args.gpus) if args.gpus else None
+    return Plan(
+        args.storage,
+        args.study,
+        args.trials,
+        workers,
+        args.recycle_after,
+        args.keep_models,
+        info.data_path,
+        space,
+        gpus,
+        args.timeout,
+        args.engine,
+        args.tuner,
+    )
+
+
+def _lung_model(path: str | None, manifest: Manifest) -> str | None:
+    """The segmenter's absolute path; without one, say whether lung focus can be measured."""
+    with_masks = sum(1 for e in manifest.entries if e.mask)
+    if path is None:
+        if with_masks < len(manifest.entries):
+            missing = len(manifest.entries) - with_masks
+            print(
+                f"{missing} image(s) have no lung mask: lung focus is measured on the {with_masks} that do. "
+                "Pass --lung-model (train one with python -m cxrdata.lungs train --masks DIR) to cover the rest.",
+                file=sys.stderr,
+            )
+        return None
+    model = Path(path)
+    if not model.is_file() or model.suffix != ".keras":
+        raise SearchError(f"`--lung-model` must be an existing .keras file, but got '{path}'.")
+    return str(model.resolve())
+
+
+def _warm_caches(manifest: Manifest, space: SearchSpace, cache_dir: Path, artifacts: str) -> None:
+    """Decode every image once here, so workers start by mapping the cache, not racing to fill it."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if not is_s3(artifacts):
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+    (cache_dir / f"manifest-{manifest.fingerprint}.json").write_text(manifest.to_json())
+    load_images(manifest, space.training.image_size, crop=space.training.crop, cache_dir=cache_dir, progress=True)

@@ -1,0 +1,56 @@
+"""What launch prints at the end: the top trials as a text table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from search.store import TrialRow
+
+__all__ = ["top_table"]
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(value: float | None, low: float | None, high: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} [{_fmt(low, 2)}, {_fmt(high, 2)}]"
+
+
+def top_table(rows: Sequence[TrialRow]) -> str:
+    """The ranked rows as a text table: the operating point's figures with their 95% intervals."""
+    header = (
+        "rank",
+        "engine",
+        "trial",
+        "backbone",
+        "scheme",
+        "freeze",
+        "COVID sens @ target [95% CI]",
+        "COVID spec @ target",
+        "threshold",
+        "COVID AUC",
+        "accuracy",
+        "epochs",
+        "time",
+    )
+    lines = [header] + [
+        (
+            str(i + 1),
+            r.engine,
+            str(r.trial_number),
+            r.backbone,
+            r.scheme,
+            f"{r.freeze_depth:.2f}",
+            _interval(r.op_sensitivity, r.op_sensitivity_low, r.op_sensitivity_high),
+            _fmt(r.op_specificity),
+            _fmt(r.covid_threshold, 4),
+            _fmt(r.covid_auc),
+            _fmt(r.accuracy),
+            str(r.epochs_run),
+            f"{r.wall_time_s:.0f}s",
+        )
+        for i, r in enumerate(rows)
+    ]
+    widths = [max(len(line[c]) for line in lines) for c in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
