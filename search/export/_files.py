@@ -127,9 +127,10 @@ def write(model: Any, out: Path, formats: Sequence[str]) -> dict[str, str]:
 
 
 def tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
+    """The TFLite file's predictions, run by LiteRT (the interpreter that replaces ``tf.lite.Interpreter``)."""
+    from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-untyped]
 
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter = Interpreter(model_path=str(path))
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     interpreter.resize_tensor_input(inp["index"], images.shape)
     interpreter.allocate_tensors()
