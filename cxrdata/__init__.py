@@ -3,6 +3,7 @@
 This package knows images, never models.
 """
 
+from cxrdata._atomic import atomic_write
 from cxrdata._classes import (
     CLASSES,
     COVID,
@@ -43,6 +44,7 @@ __all__ = [
     "Manifest",
     "Scheme",
     "Split",
+    "atomic_write",
     "canonical_class",
     "decode_image",
     "decode_mask",

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from cxrdata._atomic import atomic_write
 from cxrdata._decode import decode_image, decode_mask
 from cxrdata._errors import ImageDecodeError
 from cxrdata._manifest import Manifest
@@ -123,17 +122,12 @@ def _decode_all(manifest: Manifest, size: int, crop: float, threads: int, progre
 
 
 def _save(arrays: ImageArrays, folder: Path) -> None:
-    """Write to a private folder, then rename it into place: readers never see a partial cache."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    np.save(staging / "images.npy", arrays.images)
-    np.save(staging / "masks.npy", arrays.masks)
-    np.savez(staging / "flags.npz", has_mask=arrays.has_mask, valid=arrays.valid)
-    (staging / "failures.json").write_text(json.dumps(arrays.failures))
-    try:
-        staging.rename(folder)
-    except OSError:  # another worker got there first with the same content
-        shutil.rmtree(staging, ignore_errors=True)
+    """Readers never see a partial cache; a worker that finishes second keeps the first one's folder."""
+    with atomic_write(folder, directory=True) as staging:
+        np.save(staging / "images.npy", arrays.images)
+        np.save(staging / "masks.npy", arrays.masks)
+        np.savez(staging / "flags.npz", has_mask=arrays.has_mask, valid=arrays.valid)
+        (staging / "failures.json").write_text(json.dumps(arrays.failures))
 
 
 def _load(folder: Path) -> ImageArrays:
