@@ -11,10 +11,12 @@ from pathlib import Path
 from streamlit.web import cli as streamlit_cli
 
 from leaderboard.exports import ALLOW_VARIABLE
-from search.store import add_storage_argument
+from search import check_settings
+from search.store import STORAGE_VARIABLE, add_storage_argument
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    check_settings()  # a bad variable is one sentence here, not a traceback in the page
     parser = argparse.ArgumentParser(prog="python -m leaderboard", description=__doc__)
     add_storage_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
@@ -25,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="offer the export button (it evaluates on the test split and writes that row to the database)",
     )
     args = parser.parse_args(argv)
-    os.environ["CXR_STORAGE"] = args.storage  # to the page by environment: never on a command line
+    os.environ[STORAGE_VARIABLE] = args.storage  # to the page by environment: never on a command line
     if args.allow_export:
         os.environ[ALLOW_VARIABLE] = "1"
     app = Path(__file__).with_name("app.py")

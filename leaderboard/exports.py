@@ -18,25 +18,27 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxrdata import atomic_write
+from search import Settings, settings
 from search.store import STORAGE_VARIABLE
 
 __all__ = ["ALLOW_VARIABLE", "ExportResult", "export_allowed", "export_folder", "export_timeout_s", "run_export"]
 
-ALLOW_VARIABLE = "CXR_ALLOW_EXPORT"
+ALLOW_VARIABLE = Settings.variable("allow_export")
 
 
 def export_allowed(argv: list[str]) -> bool:
     """``--allow-export`` after ``streamlit run app.py --``, or ``$CXR_ALLOW_EXPORT=1``."""
-    return "--allow-export" in argv or os.environ.get(ALLOW_VARIABLE, "").lower() in ("1", "true", "yes")
+    return "--allow-export" in argv or settings().allow_export
 
 
 def export_timeout_s() -> int:
-    return int(os.environ.get("CXR_EXPORT_TIMEOUT_S", "1800"))
+    return settings().export_timeout_s
 
 
 def export_folder() -> Path:
     """Finished archives and the per-model locks: ``$CXR_EXPORT_CACHE``, else a private temp folder."""
-    folder = Path(os.environ.get("CXR_EXPORT_CACHE") or Path(tempfile.gettempdir()) / f"cxr-exports-{os.getuid()}")
+    folder = Path(settings().export_cache or Path(tempfile.gettempdir()) / f"cxr-exports-{os.getuid()}")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder
 
@@ -88,6 +90,6 @@ def _export(url: str, study: str, choice: list[str], archive: Path, timeout_s: i
             )
         if done.returncode != 0:
             return ExportResult(None, (done.stderr.strip().splitlines() or ["The export failed."])[-1])
-        made = shutil.make_archive(str(Path(tmp) / "archive"), "zip", out)
-        Path(made).replace(archive)  # atomic: another page sees no archive or the whole one
+        with atomic_write(archive) as staging:  # another page sees no archive or the whole one
+            shutil.make_archive(str(staging.with_suffix("")), "zip", out)  # it appends the .zip back
     return ExportResult(archive)

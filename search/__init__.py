@@ -4,5 +4,6 @@ Importing this package is cheap: TensorFlow loads only where models are built or
 """
 
 from search._errors import SearchError
+from search._settings import Settings, check_settings, settings
 
-__all__ = ["SearchError"]
+__all__ = ["SearchError", "Settings", "check_settings", "settings"]

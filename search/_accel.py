@@ -8,12 +8,10 @@ and is switched on there unless ``CXR_PRECISION`` says otherwise.
 
 from __future__ import annotations
 
-import os
+from search._settings import PRECISIONS, settings
 
 __all__ = ["PRECISIONS", "apply_precision", "configure_precision"]
 
-PRECISIONS = ("auto", "float32", "mixed")
-_ENV = "CXR_PRECISION"
 _chosen: str | None = None  # the policy this process chose; Keras' clear_session forgets it
 
 
@@ -26,9 +24,10 @@ def configure_precision(precision: str | None = None) -> str:
     import keras
     import tensorflow as tf
 
-    precision = precision or os.environ.get(_ENV, "auto")
-    if precision not in PRECISIONS:
-        raise ValueError(f"`{_ENV}` must be one of {', '.join(PRECISIONS)}, but got {precision!r}.")
+    if precision is None:
+        precision = settings().precision  # checked when read
+    elif precision not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {', '.join(PRECISIONS)}, but got {precision!r}.")
     if precision == "auto":
         precision = "mixed" if tf.config.list_physical_devices("GPU") else "float32"
     global _chosen

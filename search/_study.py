@@ -8,7 +8,6 @@ the data lives elsewhere on its machine) a data path.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import optuna
 
 from search._errors import SearchError
+from search._settings import settings as current_settings
 from search.space import SearchSpace, TrainingSettings
 from search.store import Ranking, mask_url
 
@@ -32,11 +32,6 @@ __all__ = [
 # Heartbeats and stale-trial retry are marked experimental in Optuna but are its supported
 # way to recover a killed worker's trial; the warning would repeat in every worker.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-# A worker beats every interval; a trial whose worker missed the grace period is failed and
-# retried by the next worker that checks. Environment variables tune them (tests use seconds).
-HEARTBEAT_INTERVAL_S = int(os.environ.get("CXR_HEARTBEAT_INTERVAL_S", "30"))
-HEARTBEAT_GRACE_S = int(os.environ.get("CXR_HEARTBEAT_GRACE_S", "120"))
 
 
 @dataclass(frozen=True)
@@ -98,12 +93,17 @@ def study_ranking(space: SearchSpace) -> Ranking:
 
 
 def make_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage with heartbeats: a killed worker's trial is failed and retried."""
+    """Optuna's RDB storage with heartbeats: a killed worker's trial is failed and retried.
+
+    A worker beats every interval; a trial whose worker missed the grace period is failed and
+    retried by the next worker that checks (``CXR_HEARTBEAT_*``; tests use seconds).
+    """
+    env = current_settings()
     try:
         return optuna.storages.RDBStorage(
             url,
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=HEARTBEAT_GRACE_S,
+            heartbeat_interval=env.heartbeat_interval_s,
+            grace_period=env.heartbeat_grace_s,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2),
             engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
         )

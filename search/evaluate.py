@@ -19,6 +19,7 @@ import numpy as np
 
 from cxrdata import DatasetError, ImageArrays, Manifest, Split
 from search._errors import SearchError
+from search._settings import check_settings
 from search._study import StudyInfo
 from search.metrics import OperatingTarget, TrialMetrics
 from search.space import TrialConfig
@@ -160,6 +161,7 @@ def store_test_row(store: ResultStore, row: TrialRow, metrics: TrialMetrics) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    check_settings()
     parser = argparse.ArgumentParser(prog="python -m search.evaluate", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--study", required=True)
     parser.add_argument("--trial", type=int, help="trial number (default: the top-ranked trial)")

@@ -24,6 +24,7 @@ import numpy as np
 
 from cxrdata import ImageDecodeError, decode_image, prepare_image
 from search._errors import SearchError
+from search._settings import check_settings
 
 __all__ = ["BATCH_SIZE", "Predictor", "main"]
 
@@ -258,6 +259,7 @@ def _batch_size(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    check_settings()
     parser = argparse.ArgumentParser(prog="python -m search.predict", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", required=True, type=Path, help="a folder written by search.export")
     parser.add_argument("images", nargs="+", type=Path)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import optuna
 
 from search._errors import SearchError
+from search._settings import Settings, settings
 
 __all__ = ["ArtifactStore", "artifact_location", "artifact_root", "artifact_store", "is_s3"]
 
 ArtifactStore = optuna.artifacts.FileSystemArtifactStore | optuna.artifacts.Boto3ArtifactStore
 
 # Set by whoever deploys the leaderboard or runs export: every study's artifacts must lie in it.
-ROOT_VARIABLE = "CXR_ARTIFACTS_ROOT"
+ROOT_VARIABLE = Settings.variable("artifacts_root")
 
 
 def is_s3(location: str) -> bool:
@@ -40,7 +40,7 @@ def artifact_root(location: str) -> str:
     The location is a study attribute, so it comes from the database: a deployment that sets
     the root only ever reads inside it, whatever the database says.
     """
-    configured = os.environ.get(ROOT_VARIABLE)
+    configured = settings().artifacts_root
     if not configured:
         return location
     if is_s3(location) or is_s3(configured):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cxrdata import DatasetError
 from search._errors import SearchError
+from search._settings import check_settings
 from search.export._card import fmt as _f
 from search.export._card import with_ci as _with_ci
 from search.export._export import export
@@ -29,6 +30,7 @@ def _ids(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    check_settings()
     parser = argparse.ArgumentParser(
         prog="python -m search.export", description="Package the winning model, ready to serve."
     )

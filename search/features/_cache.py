@@ -13,8 +13,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -23,24 +21,18 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cxrdata import atomic_write
+from search._settings import Settings, settings
 from search.features._boundary import Boundary
 
 __all__ = ["DEFAULT_LIMIT_GB", "FeatureCache", "compute_features", "feature_key", "limit_bytes"]
 
-DEFAULT_LIMIT_GB = 4.0  # largest cache file set for one key; beyond it a trial trains on images
-_LIMIT_ENV = "CXR_FEATURE_CACHE_GB"
+DEFAULT_LIMIT_GB = Settings.feature_cache_gb  # largest cache file set for one key; beyond it a trial trains on images
 
 
 def limit_bytes() -> int:
     """The per-key size limit, from ``CXR_FEATURE_CACHE_GB`` (0 turns the cache off)."""
-    text = os.environ.get(_LIMIT_ENV, str(DEFAULT_LIMIT_GB))
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"`{_LIMIT_ENV}` must be a number of gigabytes, but got {text!r}.") from None
-    if value < 0:
-        raise ValueError(f"`{_LIMIT_ENV} >= 0` must hold, but got {value}.")
-    return int(value * 2**30)
+    return int(settings().feature_cache_gb * 2**30)
 
 
 @cache
@@ -120,17 +112,10 @@ class FeatureCache:
 
     @staticmethod
     def _write(folder: Path, arrays: list[np.ndarray]) -> None:
-        staging = folder.with_name(f"{folder.name}.{os.getpid()}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for i, array in enumerate(arrays):
-            np.save(staging / f"{i}.npy", array)
-        try:
-            staging.rename(folder)  # atomic; loses only to an identical folder from another machine
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-            if not folder.is_dir():
-                raise
+        # Loses only to an identical folder from another machine, which is then kept.
+        with atomic_write(folder, directory=True) as staging:
+            for i, array in enumerate(arrays):
+                np.save(staging / f"{i}.npy", array)
 
 
 def compute_features(boundary: Boundary, images: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import OperationalError
 
+from search._settings import check_settings
 from search.store._store import ResultStore
 from search.store._upgrade import upgrade_schema
 from search.store._url import add_storage_argument, mask_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    check_settings()
     parser = argparse.ArgumentParser(prog="python -m search.store", description=(__doc__ or "").splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     upgrade = commands.add_parser("upgrade", help="add what a newer version needs; every row is kept")

@@ -8,18 +8,17 @@ command lines are visible to every user of the machine in ``ps``.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from search._errors import SearchError
+from search._settings import DEFAULT_STORAGE, Settings, settings
 
 __all__ = ["DEFAULT_STORAGE", "STORAGE_VARIABLE", "add_storage_argument", "mask_url", "parse_url"]
 
-DEFAULT_STORAGE = "sqlite:///optuna.db"
-STORAGE_VARIABLE = "CXR_STORAGE"
+STORAGE_VARIABLE = Settings.variable("storage")
 
 # Query parameters libpq and the drivers accept secrets in.
 _SECRET_PARAMETERS = frozenset({"password", "passwd", "pwd", "sslpassword", "secret", "token"})
@@ -28,10 +27,13 @@ _QUERY_SECRET = re.compile(r"(?i)\b(" + "|".join(sorted(_SECRET_PARAMETERS)) + r
 
 
 def add_storage_argument(parser: argparse.ArgumentParser, *, help_text: str = "database URL") -> None:
-    """``--storage``, defaulting to ``$CXR_STORAGE`` and then the embedded SQLite file."""
+    """``--storage``, defaulting to ``$CXR_STORAGE`` and then the embedded SQLite file.
+
+    The default is read when the parser is built: a command checks its settings before that.
+    """
     parser.add_argument(
         "--storage",
-        default=os.environ.get(STORAGE_VARIABLE) or DEFAULT_STORAGE,
+        default=settings().storage,
         help=f"{help_text} (default: ${STORAGE_VARIABLE}, else {DEFAULT_STORAGE}; "
         f"pass a URL with a password through ${STORAGE_VARIABLE}, not the command line)",
     )
