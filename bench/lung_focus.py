@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._paths import SHARED, shown
 from cxrdata.lungs import load_pairs
 from search._records import download_model, study_info
 from search.gradcam import gradcam, gradcam_layer_of, lung_focus
 from search.space import TrialConfig
 from search.store import ResultStore, add_storage_argument
 
-DEFAULT_MASKS = Path(__file__).resolve().parents[1].parent / "shared/cxr/lung-masks"
+DEFAULT_MASKS = SHARED / "cxr" / "lung-masks"
 
 
 def main() -> None:
@@ -56,7 +57,8 @@ def main() -> None:
             f"{f(focus.energy):>16} {f(focus.ratio):>6} {f(focus.pointing):>8} {focus.blank:>5}"
         )
         keras.backend.clear_session()
-    print(f"\nHuman masks: {len(pairs.names)} images of {args.masks} (empty masks skipped: {len(pairs.skipped)}).")
+    masks = shown(args.masks)
+    print(f"\nHuman masks: {len(pairs.names)} images of {masks} (empty masks skipped: {len(pairs.skipped)}).")
 
 
 if __name__ == "__main__":

@@ -18,11 +18,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from bench._paths import SHARED, shown
 from cxrdata import Manifest, get_scheme, load_images, make_split, scan
 from cxrdata._images import ImageArrays
 from cxrdata._pipeline import make_dataset
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/cxr/radiography/COVID-19_Radiography_Dataset"
+DEFAULT_DATA = SHARED / "cxr" / "radiography" / "COVID-19_Radiography_Dataset"
 
 
 def _epoch(arrays: ImageArrays, labels: np.ndarray, strength: float) -> int:
@@ -106,9 +107,8 @@ def main() -> None:
 
     manifest = scan(args.data)
     labels = make_split(manifest, get_scheme("three")).labels
-    print(
-        f"{len(manifest.entries)} images from {args.data}, {os.cpu_count()} CPU cores, {args.epochs} epochs per row\n"
-    )
+    data = shown(args.data)
+    print(f"{len(manifest.entries)} images from {data}, {os.cpu_count()} CPU cores, {args.epochs} epochs per row\n")
     print(f"{'size':>5}  {'mode':<40}  {'images/s':>9}")
     _epoch(load_images(manifest, 32), labels, 1.0)  # warm up TensorFlow once
     for size in (int(s) for s in args.sizes.split(",")):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -33,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CXR_SHARED", REPO.parent / "shared"))
+from bench._paths import SHARED, shown
+
 DATA = SHARED / "cxr" / "radiography" / "COVID-19_Radiography_Dataset"
 STUDY = "cxr-search"
 USUAL = {
@@ -42,16 +41,6 @@ USUAL = {
     "augment_strength": 0.0, "scheme": "three", "image_size": 224, "max_epochs": 30, "patience": 5,
 }  # fmt: skip
 BOOTSTRAP = 2000
-
-
-def _shown(path: Path) -> str:
-    """A path as the reader of docs/benchmarks.md can reproduce it: relative to the repository or to ../shared."""
-    for base, name in ((REPO, "."), (SHARED, "../shared")):
-        try:
-            return f"{name}/{path.resolve().relative_to(base.resolve())}"
-        except ValueError:
-            continue
-    return str(path)
 
 
 def _run(args: list[str], cwd: Path, log: Path) -> float:
@@ -225,7 +214,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/b-quality"))
     parser.add_argument("--skip-refit", action="store_true")
     args = parser.parse_args()
-    print(f"data {_shown(args.data)}, weights {_shown(Path(args.weights))}, {args.trials} trials per seed\n")
+    print(f"data {shown(args.data)}, weights {shown(Path(args.weights))}, {args.trials} trials per seed\n")
     runs = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         runs[seed] = run_seed(seed, args)
