@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -12,9 +11,12 @@ from cxrdata import Manifest, scan
 from search._errors import SearchError
 from search._study import StudyInfo, check_study_exists, make_storage
 from search.artifacts import download_to
+from search.logging import get_logger
 from search.store import DEFAULT_RANKING, Ranking, ResultStore, TrialRow, meets_floor
 
 __all__ = ["download_model", "download_models", "find_trial", "study_info", "study_manifest"]
+
+_logger = get_logger(__name__)
 
 
 def study_info(storage: str, study: str) -> StudyInfo:
@@ -33,10 +35,9 @@ def find_trial(
         specificity = top[0].covid_specificity
         if not meets_floor(specificity, ranking.min_specificity):
             has = "no measured specificity" if specificity is None else f"{specificity:.2f}"
-            print(
-                f"warning: no completed trial of {study!r} reaches COVID specificity {ranking.min_specificity:.2f}; "
-                f"the top-ranked trial {top[0].trial_number} has {has} (it may call most X-rays COVID).",
-                file=sys.stderr,
+            _logger.warning(
+                f"no completed trial of {study!r} reaches COVID specificity {ranking.min_specificity:.2f}; "
+                f"the top-ranked trial {top[0].trial_number} has {has} (it may call most X-rays COVID)."
             )
         return top[0]
     rows = {r.trial_number: r for r in store.trials(study, engine=engine)}

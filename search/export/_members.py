@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -13,11 +12,14 @@ from search._errors import SearchError
 from search.ensemble import Selection, select_ensemble
 from search.evaluate import StudyData
 from search.export._card import row_summary, summary
+from search.logging import get_logger
 from search.metrics import COVID_LABEL, OperatingTarget, compute_metrics
 from search.space import TrialConfig
 from search.store import Predictions, ResultStore, TrialRow
 
 __all__ = ["DEFAULT_ENSEMBLE", "Choice", "Member", "check_choice_args", "choose", "load_members", "validation_figures"]
+
+_logger = get_logger(__name__)
 
 # Candidates: the top trials with a saved model. Launch keeps the models of the top 5 by the
 # ranking and the top 5 by validation loss, so about 5 to 10 are there after a search.
@@ -172,9 +174,7 @@ def load_members(choice: Choice, sd: StudyData, refit: bool) -> list[list[Any]]:
     for m in choice.members:
         if refit:
             epochs = (m.row.best_epoch if m.row.best_epoch is not None else m.config.max_epochs - 1) + 1
-            print(
-                f"Refitting trial {m.row.trial_number} on train+validation for {epochs} epoch(s) ...", file=sys.stderr
-            )
+            _logger.info(f"Refitting trial {m.row.trial_number} on train+validation for {epochs} epoch(s) ...")
             models.append([refit_trial(replace(m.config, folds=1), sd.trial_data, epochs)])
         else:
             models.append([keras.models.load_model(p, safe_mode=True) for p in download_models(m.row, sd.info)])
