@@ -16,7 +16,7 @@ import numpy as np
 
 from bench._paths import SHARED, shown
 from cxrdata.lungs import load_pairs
-from search._records import download_model, study_info
+from search import download_model, study_info
 from search.gradcam import gradcam, gradcam_layer_of, lung_focus
 from search.space import TrialConfig
 from search.store import ResultStore, add_storage_argument

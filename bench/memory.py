@@ -20,7 +20,7 @@ import optuna
 
 from bench.search_speed import SHARED, SPACE
 from cxrdata import scan
-from search._trial import TrialData, run_trial
+from search import TrialData, run_trial
 from search.space import load_space
 
 

@@ -19,9 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from bench._paths import SHARED, shown
-from cxrdata import Manifest, get_scheme, load_images, make_split, scan
-from cxrdata._images import ImageArrays
-from cxrdata._pipeline import make_dataset
+from cxrdata import ImageArrays, Manifest, get_scheme, load_images, make_dataset, make_split, scan
 
 DEFAULT_DATA = SHARED / "cxr" / "radiography" / "COVID-19_Radiography_Dataset"
 

@@ -127,7 +127,7 @@ def _usual(storage: str, split: Any, arrays: Any, test: np.ndarray, seed: int) -
     from search.space import TrialConfig
 
     sd = study_data(storage, STUDY)
-    from search._trial import run_trial
+    from search import run_trial
 
     config = TrialConfig(**USUAL, weights=sd.info.weights, seed=seed)  # type: ignore[arg-type]
     started = time.perf_counter()

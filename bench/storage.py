@@ -40,14 +40,14 @@ def _objective(store: ResultStore, study_name: str) -> object:
 
 
 def _worker(url: str, study_name: str, trials: int, index: int) -> None:
-    from search._study import load_study, make_storage
+    from search import load_study, make_storage
 
     study, _ = load_study(make_storage(url), study_name, index)
     study.optimize(_objective(ResultStore(url), study_name), n_trials=trials)  # type: ignore[arg-type]
 
 
 def _run(url: str, workers: int, per_worker: int) -> float:
-    from search._study import StudyInfo, create_study, make_storage
+    from search import StudyInfo, create_study, make_storage
 
     name = f"bench-{workers}-{time.monotonic_ns()}"
     info = StudyInfo(load_space(), "/nowhere", "0" * 16, "none", 0, 0, "/tmp", "/tmp")

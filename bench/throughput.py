@@ -19,8 +19,7 @@ from pathlib import Path
 
 from bench.search_speed import SHARED
 from cxrdata import scan
-from search._accel import configure_precision
-from search._trial import TrialData, run_trial
+from search import TrialData, configure_precision, run_trial
 from search.space import TrialConfig
 
 

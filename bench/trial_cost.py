@@ -57,8 +57,7 @@ def _emit(config: Any, run: int, seconds: float, epochs: int, sensitivity: float
 
 def run_project(args: argparse.Namespace, backbones: list[str], depths: list[float]) -> None:
     from cxrdata import scan
-    from search._accel import configure_precision
-    from search._trial import TrialData, run_trial
+    from search import TrialData, configure_precision, run_trial
     from search.space import load_space
 
     configure_precision()  # what a worker does at start

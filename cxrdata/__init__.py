@@ -1,7 +1,13 @@
 """Chest X-ray datasets: layouts, class schemes, splits, duplicates, decoding and input pipelines.
 
-This package knows images, never models.
+This package knows images, never models. TensorFlow loads only with the input pipelines
+(``make_dataset``, ``make_feature_dataset``), on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from cxrdata._atomic import atomic_write
 from cxrdata._classes import (
@@ -53,8 +59,22 @@ __all__ = [
     "get_scheme",
     "leak_report",
     "load_images",
+    "make_dataset",
+    "make_feature_dataset",
     "make_folds",
     "make_split",
     "prepare_image",
     "scan",
 ]
+
+if TYPE_CHECKING:
+    from cxrdata._pipeline import make_dataset, make_feature_dataset
+
+_LAZY = {"make_dataset": "cxrdata._pipeline", "make_feature_dataset": "cxrdata._pipeline"}
+
+
+def __getattr__(name: str) -> Any:
+    """The TensorFlow pipelines, imported when first asked for (PEP 562)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cxrdata' has no attribute {name!r}")

@@ -7,7 +7,6 @@ read-only.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +18,12 @@ import streamlit as st
 from leaderboard import charts
 from leaderboard import data as D
 from leaderboard.exports import export_allowed, run_export
-from search import SearchError
+from search import SearchError, settings
 from search.artifacts import read_artifact
 from search.store import Ranking, mask_url
 
-DEFAULT_STORAGE = "sqlite:///optuna.db"
 PAGE_SIZE = 50
 CACHE_TTL_S = 5
-ALLOWED = export_allowed(sys.argv[1:])  # the export button writes to the database: off unless asked
 CHARTS = {
     "sensitivity": "COVID sensitivity at the target vs lung focus (Pareto front)",
     "history": "Optimisation history",
@@ -41,7 +38,7 @@ def storage_url() -> str:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--storage")
     known, _ = parser.parse_known_args(sys.argv[1:])
-    return known.storage or os.environ.get("CXR_STORAGE") or DEFAULT_STORAGE
+    return known.storage or settings().storage
 
 
 @st.cache_resource
@@ -281,7 +278,7 @@ def _export_ensemble(url: str, study: str) -> None:
         "probabilities of the top trials with a saved model, one averaged model, a COVID threshold chosen on "
         "validation; measured once on the test split."
     )
-    if not ALLOWED:
+    if not _allowed():
         return
     pool = int(st.number_input("Candidates (top trials with a saved model)", 1, 50, 10, key=f"pool-{study}"))
     _export_button(url, study, ["--ensemble", str(pool)], f"Export the ensemble of the top {pool}")
@@ -289,7 +286,7 @@ def _export_ensemble(url: str, study: str) -> None:
 
 def _export_button(url: str, study: str, choice: list[str], label: str) -> None:
     """Package with ``search.export`` in a child process: one at a time per model, time-limited, kept on disk."""
-    if not ALLOWED:
+    if not _allowed():
         st.caption(
             "Export is off on this page: it evaluates the model once on the test split and writes that row to the "
             "results database. Start the leaderboard with --allow-export (and a database role that may write) "
@@ -314,10 +311,20 @@ def _export_button(url: str, study: str, choice: list[str], label: str) -> None:
         )
 
 
+def _allowed() -> bool:
+    """The export button writes to the database: off unless the page was started to offer it."""
+    return export_allowed(sys.argv[1:])
+
+
 def main() -> None:
     st.set_page_config(page_title="cxr-search leaderboard", layout="wide")
     st.title("cxr-search leaderboard")
     st.caption("Research tool: validation-split results of a model search. Not a medical device; no clinical claim.")
+    try:
+        settings()  # a mistyped variable: one sentence on the page, not a traceback
+    except SearchError as exc:
+        st.error(D.escape_markdown(str(exc)))
+        st.stop()
     url = storage_url()
     view = _sidebar(url)
     if view is None:

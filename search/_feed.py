@@ -14,8 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cxrdata import ImageArrays, Split
-from cxrdata._pipeline import make_dataset, make_feature_dataset
+from cxrdata import ImageArrays, Split, make_dataset, make_feature_dataset
 from search.features import Boundary, FeatureCache, compute_features, feature_key, find_boundary, limit_bytes
 from search.model import BuiltModel, set_freeze_depth
 from search.space import TrialConfig

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 import random
 import time
 from dataclasses import dataclass, field, replace
@@ -13,7 +12,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from cxrdata import ImageArrays, Manifest, Split, get_scheme, load_images, make_split
+from cxrdata import ImageArrays, Manifest, Split, atomic_write, get_scheme, load_images, make_split
 from search._accel import apply_precision
 from search._feed import TrialFeed
 from search.backbones import resolve_weights
@@ -108,9 +107,8 @@ class TrialData:
         model = keras.models.load_model(self.lung_model, safe_mode=True, compile=False)
         masks = segment(model, np.asarray(arrays.images))
         if cache is not None:
-            staging = cache.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(staging, masks)
-            staging.replace(cache)  # atomic: concurrent workers never read half a file
+            with atomic_write(cache) as staging:  # concurrent workers never read half a file
+                np.save(staging, masks)
         return masks
 
     def split(self, scheme: str) -> Split:

@@ -90,7 +90,7 @@ def usable_test_indices(split: Split, arrays: ImageArrays, study: str) -> np.nda
 
 
 def predict(model: Any, arrays: ImageArrays, indices: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
-    from cxrdata._pipeline import make_dataset
+    from cxrdata import make_dataset
 
     return np.asarray(model.predict(make_dataset(arrays, indices, labels, batch_size=batch_size), verbose=0))
 

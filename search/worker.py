@@ -19,7 +19,11 @@ from typing import Any
 
 from cxrdata import DatasetError
 from search._errors import SearchError
+from search._settings import check_settings
+from search.logging import get_logger
 from search.store import add_storage_argument
+
+_logger = get_logger(__name__)
 
 __all__ = ["WorkerJob", "interrupt_once", "main", "record_lost_trials", "run_worker", "select_gpu"]
 
@@ -167,7 +171,7 @@ def _optimize(
                 raise SearchError(
                     f"The study database must come back within {patience_s:.0f} s, but it did not ({exc})."
                 ) from None
-            print(f"database unavailable ({type(exc).__name__}); retrying in {wait_s:.0f} s", file=sys.stderr)
+            _logger.warning(f"database unavailable ({type(exc).__name__}); retrying in {wait_s:.0f} s")
             time.sleep(wait_s)
             # A trial in flight is lost (failed): do not run it twice. A retry that failed
             # before creating a trial cost nothing, so the worker still owes that trial.
@@ -181,6 +185,7 @@ def _optimize(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    check_settings()  # a mistyped variable: one sentence here, not a traceback from every trial
     parser = argparse.ArgumentParser(prog="python -m search.worker", description=(__doc__ or "").splitlines()[0])
     add_storage_argument(parser, help_text="database URL shared by all workers")
     parser.add_argument("--study", required=True, help="name of an existing study (made by search.launch)")

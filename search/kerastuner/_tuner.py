@@ -11,7 +11,6 @@ same command again resumes it.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,11 +23,13 @@ from search._recording import TrialRecorder
 from search._runtime import run_and_record
 from search._trial import TrialData
 from search.kerastuner._hyperparameters import HyperParametersTrial
+from search.logging import get_logger
 from search.space import SearchSpace, TrialConfig
 
 __all__ = ["ENGINE", "TUNERS", "SpaceHyperModel", "SpaceTuner", "make_oracle"]
 
 ENGINE = KERAS_TUNER
+_logger = get_logger(__name__)
 OBJECTIVE = kt.Objective("val_loss", direction="min")  # the Optuna engine minimises the same value
 
 
@@ -95,11 +96,10 @@ class SpaceTuner(kt.engine.base_tuner.BaseTuner):  # type: ignore[misc]
         outcome = run_and_record(config, self.data, self.recorder, self.artifacts_target, number)
         if not self.quiet:
             sens = outcome.metrics.covid_sensitivity if outcome.metrics else math.nan
-            print(
+            _logger.info(
                 f"keras-tuner trial {number}: {config.backbone} freeze={config.freeze_depth} "
                 f"epochs={outcome.fit.epochs_run} val_loss={outcome.fit.best_val_loss:.4f} covid_sens={sens:.3f} "
-                f"({outcome.wall_time_s:.0f}s)",
-                file=sys.stderr,
+                f"({outcome.wall_time_s:.0f}s)"
             )
         return outcome.fit.best_val_loss
 

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
 
 from cxrdata import DatasetError
 from search._errors import SearchError
+from search._settings import check_settings, settings
 from search._study import study_ranking
 from search.launch._args import parse_args
 from search.launch._plan import prepare
 from search.launch._summary import top_table
 from search.launch._supervise import run_tuner, run_workers
-from search.store import DEFAULT_STORAGE, MIN_SPECIFICITY, STORAGE_VARIABLE, ResultStore, mask_url
+from search.store import MIN_SPECIFICITY, ResultStore, mask_url
 
 __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    check_settings()  # before the parser: --storage's default is a setting
     args = parse_args(argv)
     try:
         plan = prepare(args)
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(top_table(rows) if rows else "  no completed trial yet")
     if rows:
-        storage = "" if plan.storage in (DEFAULT_STORAGE, os.environ.get(STORAGE_VARIABLE)) else " --storage URL"
+        storage = "" if plan.storage == settings().storage else " --storage URL"
         print(
             f"\nPackage the best model (an ensemble of the top trials, measured once on the test split):\n"
             f"  python -m search.export --study {plan.study}{storage} --out winner/"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +13,11 @@ from search._engines import KERAS_TUNER
 from search._errors import SearchError
 from search.artifacts import artifact_location, is_s3
 from search.backbones import check_weights, get_backbone, resolve_weights
+from search.logging import get_logger
 from search.space import SearchSpace, load_space
 from search.store import ResultStore, creation_lock
+
+_logger = get_logger(__name__)
 
 __all__ = ["Plan", "prepare"]
 
@@ -89,10 +91,9 @@ def _schemes_for(space: SearchSpace, manifest: Manifest, *, explicit: bool) -> S
         except DatasetError as exc:
             hint = f" Choose --schemes {','.join(usable)} for these classes." if usable else ""
             raise DatasetError(f"{exc}{hint}") from None
-    print(
+    _logger.info(
         f"The default scheme(s) {', '.join(unfit)} need classes this dataset does not have "
-        f"({', '.join(manifest.counts())}): searching {', '.join(usable)} instead (choose with --schemes).",
-        file=sys.stderr,
+        f"({', '.join(manifest.counts())}): searching {', '.join(usable)} instead (choose with --schemes)."
     )
     return space.with_overrides(schemes=usable).check()
 
@@ -124,12 +125,12 @@ def prepare(args: argparse.Namespace) -> Plan:
     data = args.data or _existing_data_path(args.storage, args.study)
     if data is None:
         raise SearchError(f"`--data` must name the dataset for a new study, but none was given for {args.study!r}.")
-    print(f"Reading {data} ...", file=sys.stderr)
+    _logger.info(f"Reading {data} ...")
     manifest = scan(data, progress=True)
     space = _schemes_for(space, manifest, explicit=bool(args.schemes or args.config))
     lung_model = _lung_model(args.lung_model, manifest)
     if manifest.excluded:
-        print(f"{len(manifest.excluded)} file(s) excluded (see python -m cxrdata.inspect {data}).", file=sys.stderr)
+        _logger.info(f"{len(manifest.excluded)} file(s) excluded (see python -m cxrdata.inspect {data}).")
     cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else _beside_db(args.storage, ".cache")
     artifacts = artifact_location(args.artifacts) if args.artifacts else str(_beside_db(args.storage, "artifacts"))
     info = StudyInfo(
@@ -169,10 +170,9 @@ def _lung_model(path: str | None, manifest: Manifest) -> str | None:
     if path is None:
         if with_masks < len(manifest.entries):
             missing = len(manifest.entries) - with_masks
-            print(
+            _logger.info(
                 f"{missing} image(s) have no lung mask: lung focus is measured on the {with_masks} that do. "
-                "Pass --lung-model (train one with python -m cxrdata.lungs train --masks DIR) to cover the rest.",
-                file=sys.stderr,
+                "Pass --lung-model (train one with python -m cxrdata.lungs train --masks DIR) to cover the rest."
             )
         return None
     model = Path(path)

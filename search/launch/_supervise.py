@@ -15,8 +15,11 @@ from tqdm import tqdm
 
 from search._study import study_ranking
 from search.launch._plan import Plan
+from search.logging import get_logger
 from search.store import ResultStore
 from search.worker import WorkerJob, interrupt_once, run_worker, select_gpu
+
+_logger = get_logger(__name__)
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_WORKER_DIED", "run_tuner", "run_workers"]
 
@@ -125,10 +128,9 @@ def run_workers(plan: Plan) -> int:
                         slots[i] = None
                         if proc.exitcode != 0 and not stop.is_set():
                             died, remaining[i] = True, 0
-                            print(
-                                f"\nerror: worker {i} must exit cleanly, but it stopped with exit code "
-                                f"{proc.exitcode} (see its error above); it gets no more trials.",
-                                file=sys.stderr,
+                            _logger.error(
+                                f"worker {i} must exit cleanly, but it stopped with exit code "
+                                f"{proc.exitcode} (see its error above); it gets no more trials."
                             )
                     if deadline is not None and time.time() >= deadline:
                         remaining[i] = 0  # out of time: start nothing new
@@ -155,7 +157,7 @@ def run_workers(plan: Plan) -> int:
     except KeyboardInterrupt:
         interrupted = True
     if interrupted:
-        print("\nStopping: the running trials are recorded as failed; completed trials are kept.", file=sys.stderr)
+        _logger.info("Stopping: the running trials are recorded as failed; completed trials are kept.")
         for proc in slots:
             if proc is not None and proc.is_alive() and proc.pid is not None:
                 os.kill(proc.pid, signal.SIGINT)
@@ -190,7 +192,7 @@ def run_tuner(plan: Plan) -> int:
         while proc.is_alive() and not stop.wait(POLL_S):
             pass
     if stop.is_set():
-        print("\nStopping: the running trial is recorded as failed; completed trials are kept.", file=sys.stderr)
+        _logger.info("Stopping: the running trial is recorded as failed; completed trials are kept.")
         if proc.pid is not None and proc.is_alive():
             os.kill(proc.pid, signal.SIGINT)
         proc.join(timeout=120)
