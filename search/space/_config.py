@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from search.metrics import OperatingTarget
+from search.space._training import DEFAULTS
 
 __all__ = ["TrialConfig"]
 
@@ -24,27 +25,29 @@ class TrialConfig:
     learning_rate: float
     augment_strength: float
     scheme: str
-    # Fixed for a study.
-    image_size: int = 224
-    batch_size: int = 32
-    max_epochs: int = 12
-    patience: int = 3
-    warmup_epochs: int = 1  # head-only epochs before unfreezing a pretrained backbone
-    fine_tune_lr_factor: float = 0.1
-    crop: float = 0.0
+    # Fixed for a study: the defaults are TrainingSettings' (one place for them).
+    image_size: int = DEFAULTS.image_size
+    batch_size: int = DEFAULTS.batch_size
+    max_epochs: int = DEFAULTS.max_epochs
+    patience: int = DEFAULTS.patience
+    warmup_epochs: int = DEFAULTS.warmup_epochs  # head-only epochs before unfreezing a pretrained backbone
+    fine_tune_lr_factor: float = DEFAULTS.fine_tune_lr_factor
+    crop: float = DEFAULTS.crop
     weights: str = "imagenet"  # "imagenet", "none" or a folder of Keras weight files
     seed: int = 0
     # How the trial is measured: the COVID threshold's target on validation (one of the two),
     # and K-fold cross-validation inside train+validation when folds > 1.
-    target_specificity: float | None = 0.95
-    target_sensitivity: float | None = None
-    folds: int = 1
+    target_specificity: float | None = DEFAULTS.target_specificity
+    target_sensitivity: float | None = DEFAULTS.target_sensitivity
+    folds: int = DEFAULTS.folds
 
     @property
     def target(self) -> OperatingTarget:
         if self.target_sensitivity is not None:
             return OperatingTarget("sensitivity", self.target_sensitivity)
-        return OperatingTarget("specificity", 0.95 if self.target_specificity is None else self.target_specificity)
+        specificity = DEFAULTS.target_specificity if self.target_specificity is None else self.target_specificity
+        assert specificity is not None
+        return OperatingTarget("specificity", specificity)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
