@@ -1,5 +1,6 @@
 # One command each: `make run` (set up, then run the main job), `make export` (package its best
-# model) and `make test` (set up, then lint, type-check and test). Everything installs into
+# model) and `make test` (set up, then lint, type-check and test). `make test-fast` runs only the
+# quick tier of the tests: no slow, PostgreSQL or browser test, no lint. Everything installs into
 # .venv beside this file.
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ WEIGHTS ?= $(if $(wildcard ../shared/weights/*.h5),../shared/weights,imagenet)
 # The CPU build of TensorFlow; use TF_EXTRA=gpu on a machine with NVIDIA GPUs.
 TF_EXTRA ?= cpu
 
-.PHONY: setup run export test lint bench clean
+.PHONY: setup run export test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,10 @@ export: setup
 
 test: lint
 	$(PY) -m pytest
+
+# Every test but those marked slow, postgres or browser (pyproject.toml): under 3 minutes on 2 CPU cores.
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not postgres and not browser"
 
 bench: setup
 	$(PY) -m bench.pipeline --data "$(DATA)"

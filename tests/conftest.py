@@ -1,17 +1,29 @@
-"""Shared fixtures: the real sample in ../shared and small synthetic datasets."""
+"""Shared fixtures (the real sample in ../shared, small synthetic datasets, a finished search, a
+PostgreSQL server) and helpers (a free port, polling, child processes), and the test tiers.
+
+Tiers: ``slow`` (trains models, runs searches, exports or child processes: over about 5 s),
+``postgres`` (starts a real PostgreSQL) and ``browser`` (drives Chromium). ``make test`` runs
+everything; ``make test-fast`` leaves those three out. A test that uses a fixture below which
+starts PostgreSQL or trains is given that fixture's marker here, so it cannot be forgotten.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from cxrdata.synthetic import SyntheticSpec, make_synthetic_dataset
-from tests.postgres import PostgresServer as PostgresServerType
+
+if TYPE_CHECKING:
+    from tests.postgres import PostgresServer
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -46,11 +58,80 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 BASE = ["--weights", "none", "--image-size", "32", "--max-epochs", "2", "--backbones", "MobileNet_0.25"]
 
 
-def launch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment with the checkout importable, plus ``extra``: for ``python -m`` children."""
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
+
+
+def run_module(
+    module: str, *args: str, cwd: Path = REPO, env: Mapping[str, str] | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` as a user runs it, to the end; its output is captured as text."""
     return subprocess.run(
-        [sys.executable, "-m", "search.launch", *args], cwd=cwd, capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=dict(env) if env is not None else child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
+
+
+def spawn(
+    module: str, *args: str, cwd: Path, env: Mapping[str, str] | None = None, **popen: Any
+) -> subprocess.Popen[str]:
+    """``python -m module args`` in the background, with stdout and stderr as text pipes unless ``popen`` says otherwise."""
+    options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=dict(env) if env is not None else child_env(),
+        text=True,
+        **options,
+    )
+
+
+def launch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m search.launch args``, to the end."""
+    return run_module("search.launch", *args, cwd=cwd)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on at the moment of asking."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    interval: float = 0.2,
+    *,
+    what: str = "the condition",
+    ignoring: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and return that.
+
+    An exception of a type in ``ignoring`` counts as "not yet" (a database still being created).
+    After ``timeout`` seconds the test fails, saying ``what`` it waited for.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+        except ignoring:
+            pass
+        else:
+            if value:
+                return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +169,7 @@ def postgres() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_server() -> Iterator[PostgresServerType]:
+def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server of the test's own, which the test may restart."""
     from tests.postgres import PostgresServer
 
@@ -97,3 +178,15 @@ def postgres_server() -> Iterator[PostgresServerType]:
         yield server
     finally:
         server.stop()
+
+
+# Fixtures whose users belong to a tier whatever else they do.
+_FIXTURE_MARKERS = {"postgres": "postgres", "postgres_server": "postgres", "searched": "slow", "segmenter": "slow"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            if fixture in _FIXTURE_MARKERS:
+                item.add_marker(_FIXTURE_MARKERS[fixture])

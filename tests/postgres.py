@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from tests.conftest import free_port, wait_until
 
 __all__ = ["PostgresServer"]
 
@@ -26,17 +26,11 @@ def _bin(name: str) -> str:
     return str(found[-1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="cxr-pg-"))
         self.data = self.folder / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_user: str | None = "postgres" if os.geteuid() == 0 else None
         if self.as_user:
             entry = pwd.getpwnam(self.as_user)
@@ -70,5 +64,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         self._run([_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"], check=False)
-        time.sleep(0.2)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        try:  # the server removes its pid file last, once its processes are gone
+            wait_until(lambda: not (self.data / "postmaster.pid").exists(), 10, 0.05, what="PostgreSQL stopping")
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)

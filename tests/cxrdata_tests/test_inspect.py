@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cxrdata.inspect import main
 from cxrdata.synthetic import SyntheticSpec, make_synthetic_dataset
+from tests.conftest import run_module
 
 
 def test_report_on_the_shared_sample(radiography: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,9 +35,7 @@ def test_bad_files_are_listed_but_the_dataset_is_usable(tmp_path: Path) -> None:
     (root / "COVID" / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (root / "Scans").mkdir()
     # As a user runs it: a separate process, JSON out.
-    done = subprocess.run(
-        [sys.executable, "-m", "cxrdata.inspect", str(root), "--json"], capture_output=True, text=True, check=False
-    )
+    done = run_module("cxrdata.inspect", str(root), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["counts"] == {"COVID": 10, "Normal": 10, "Viral Pneumonia": 10}

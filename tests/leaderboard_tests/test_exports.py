@@ -46,6 +46,7 @@ def test_an_export_past_its_time_limit_is_stopped(searched: Path) -> None:
     assert result.message == "An export must finish within 1 s (CXR_EXPORT_TIMEOUT_S), but this one did not."
 
 
+@pytest.mark.slow  # the child is a real export process
 def test_the_database_url_reaches_the_child_by_environment_only(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[dict[str, Any]] = []
     real = subprocess.run

@@ -33,6 +33,7 @@ def test_a_bad_precision_is_one_sentence(restore_policy: None, monkeypatch: pyte
         configure_precision()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [1.0, 0.5])
 def test_mixed_precision_trains_on_cached_features(
     restore_policy: None, tiny: Path, tmp_path: Path, depth: float

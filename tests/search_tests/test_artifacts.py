@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from search._records import download_models
 from search.artifacts import artifact_location, artifact_root, bare_name, download_to, read_artifact
 from search.launch import parse_args, prepare
 from search.store import ResultStore
-from tests.conftest import BASE, launch
+from tests.conftest import BASE, free_port, launch
 
 
 @pytest.mark.parametrize(
@@ -118,19 +117,13 @@ def test_s3_locations_are_a_bare_bucket(given: str) -> None:
         artifact_location(given)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A real S3-compatible HTTP server (moto's) with an empty bucket; boto3 finds it by environment."""
     import boto3
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     for key, value in {
@@ -169,6 +162,7 @@ def test_launch_keeps_an_s3_location_instead_of_making_a_local_folder(s3: str, t
     assert not any(p.name.startswith("s3") for p in Path.cwd().iterdir())
 
 
+@pytest.mark.slow
 def test_a_search_stores_its_models_and_overlays_in_s3(s3: str, tiny: Path, tmp_path: Path) -> None:
     done = launch("--trials", "1", "--data", str(tiny), "--artifacts", s3, *BASE, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

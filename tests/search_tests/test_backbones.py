@@ -35,7 +35,12 @@ def _config(name: str, size: int, weights: str = "none", freeze: float = 1.0) ->
     )
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
+# Over about 5 s each to build and run on 2 CPU cores; the others keep one of each family in the fast tier.
+HEAVY = {"ResNet101V2", "ResNet152V2", "InceptionV3", "InceptionResNetV2", "DenseNet121", "DenseNet201",
+         "NASNetMobile", "NASNetLarge", "EfficientNetB0"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in BACKBONES])
 def test_every_backbone_builds_flat_with_its_gradcam_layer(name: str) -> None:
     spec = get_backbone(name)
     size = max(spec.min_size, 32)
@@ -94,7 +99,9 @@ def test_weights_option_must_be_known_or_a_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "size", "expected"),
     [
-        ("DenseNet121", 64, "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        pytest.param(
+            "DenseNet121", 64, "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", marks=pytest.mark.slow
+        ),
         ("MobileNetV2", 128, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"),
         ("MobileNetV2_0.35", 96, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"),
         ("MobileNet_0.25", 64, "mobilenet_2_5_224_tf_no_top.h5"),

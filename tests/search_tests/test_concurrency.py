@@ -21,7 +21,7 @@ def _url(kind: str, tmp_path: Path, postgres: str | None) -> str:
     return f"sqlite:///{tmp_path / 'optuna.db'}" if kind == "sqlite" else str(postgres)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     postgres = request.getfixturevalue("postgres") if request.param == "postgresql" else None
     return _url(request.param, tmp_path, postgres)
@@ -66,6 +66,7 @@ def _prepare(data: Path, url: str, study: str, cwd: Path) -> subprocess.Popen[st
     return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("round_", range(3))
 def test_two_launches_of_one_new_study_take_turns(url: str, tmp_path: Path, round_: int) -> None:
     one = make_synthetic_dataset(tmp_path / "one", SyntheticSpec(per_class=6, size=32, seed=1))
@@ -80,6 +81,7 @@ def test_two_launches_of_one_new_study_take_turns(url: str, tmp_path: Path, roun
     assert "Traceback" not in loser
 
 
+@pytest.mark.slow
 def test_two_launches_on_the_same_data_both_proceed(url: str, tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "data", SyntheticSpec(per_class=6, size=32, seed=1))
     study = f"same-{tmp_path.name}"

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -15,8 +12,10 @@ from optuna.trial import TrialState
 
 from search.launch import parse_args, prepare
 from search.store import ResultStore
-from tests.conftest import REPO, launch
+from tests.conftest import child_env, launch, spawn, wait_until
 from tests.postgres import PostgresServer
+
+pytestmark = pytest.mark.slow
 
 FAST = [
     "--weights",
@@ -36,9 +35,12 @@ def _states(storage: str, study: str = "cxr-search") -> list[TrialState]:
     return [t.state for t in optuna.load_study(study_name=study, storage=storage).get_trials()]
 
 
-@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-def test_four_workers_finish_forty_trials_exactly_once(backend: str, postgres: str, tiny: Path, tmp_path: Path) -> None:
-    storage = postgres.rsplit("/", 1)[0] + "/cxr" if backend == "postgresql" else f"sqlite:///{tmp_path / 'optuna.db'}"
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"])
+def test_four_workers_finish_forty_trials_exactly_once(
+    backend: str, request: pytest.FixtureRequest, tiny: Path, tmp_path: Path
+) -> None:
+    postgres: str = request.getfixturevalue("postgres") if backend == "postgresql" else ""
+    storage = postgres if backend == "postgresql" else f"sqlite:///{tmp_path / 'optuna.db'}"
     study = f"forty-{backend}"
     done = launch(
         "--trials", "40", "--workers", "4", "--recycle-after", "20", "--study", study, "--storage", storage,
@@ -53,14 +55,12 @@ def test_four_workers_finish_forty_trials_exactly_once(backend: str, postgres: s
 
 
 def _worker(storage: str, study: str, trials: int, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "search.worker", "--storage", storage, "--study", study, "--trials", str(trials)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return spawn("search.worker", "--storage", storage, "--study", study, "--trials", str(trials), cwd=cwd, env=env)
+
+
+def _started(storage: str, study: str) -> bool:
+    trials = optuna.load_study(study_name=study, storage=storage).get_trials()
+    return bool(trials) and trials[0].state == TrialState.RUNNING and bool(trials[0].user_attrs.get("config"))
 
 
 def test_a_killed_worker_leaves_a_failed_trial_that_another_retries(postgres: str, tiny: Path, tmp_path: Path) -> None:
@@ -80,19 +80,17 @@ def test_a_killed_worker_leaves_a_failed_trial_that_another_retries(postgres: st
     prepare(
         parse_args([*args, "--artifacts", str(tmp_path / "a"), *FAST[:-4], "--max-epochs", "3", "--pruner", "none"])
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CXR_HEARTBEAT_INTERVAL_S": "1", "CXR_HEARTBEAT_GRACE_S": "3"}
+    env = child_env(CXR_HEARTBEAT_INTERVAL_S="1", CXR_HEARTBEAT_GRACE_S="3")
     doomed = _worker(postgres, study, 1, env, tmp_path)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        trials = optuna.load_study(study_name=study, storage=postgres).get_trials()
-        if trials and trials[0].state == TrialState.RUNNING and trials[0].user_attrs.get("config"):
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail("the first worker never started its trial")
+    wait_until(lambda: _started(postgres, study), 120, 0.5, what="the first worker starting its trial")
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=30)
-    time.sleep(5)  # past the grace period: the trial's heartbeat is stale
+    # Past the grace period the trial's heartbeat is stale: the criterion the next worker applies.
+    watcher = optuna.storages.RDBStorage(postgres, heartbeat_interval=1, grace_period=3)
+    study_id = watcher.get_study_id_from_name(study)
+    wait_until(
+        lambda: watcher._get_stale_trial_ids(study_id), 30, 0.25, what="the killed trial's heartbeat going stale"
+    )
     rescuer = _worker(postgres, study, 1, env, tmp_path)
     _, err = rescuer.communicate(timeout=300)
     assert rescuer.returncode == 0, err[-3000:]
@@ -110,21 +108,17 @@ def test_a_database_restart_mid_run_loses_no_completed_result(
     postgres_server: PostgresServer, tiny: Path, tmp_path: Path
 ) -> None:
     storage = postgres_server.url
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.launch", "--trials", "10", "--workers", "2", "--storage", storage, "--data", str(tiny),
-         "--keep-models", "0", *FAST],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 240
-    before: list[int] = []
-    while time.monotonic() < deadline and len(before) < 2:
-        time.sleep(1)
-        try:
-            before = [r.trial_number for r in ResultStore(storage).trials("cxr-search") if r.state == "COMPLETE"]
-        except Exception:
-            continue
-    assert len(before) >= 2, "two trials should complete before the restart"
+    proc = spawn("search.launch", "--trials", "10", "--workers", "2", "--storage", storage, "--data", str(tiny),
+                 "--keep-models", "0", *FAST, cwd=tmp_path)  # fmt: skip
+    store = ResultStore(storage)
+
+    def two_completed() -> list[int]:
+        done = [r.trial_number for r in store.trials("cxr-search") if r.state == "COMPLETE"]
+        return done if len(done) >= 2 else []
+
+    # Until launch has made the tables, reading them fails: that is "not yet".
+    before = wait_until(two_completed, 240, 0.5, what="two trials completing before the restart", ignoring=(Exception,))
+    store.dispose()
     postgres_server.restart()
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]

@@ -27,8 +27,9 @@ def _config(backbone: str = "MobileNet_0.25", depth: float = 1.0, augment: float
     [
         ("MobileNet_0.25", 1.0, True),
         ("MobileNet_0.25", 0.5, False),
-        ("MobileNetV2_0.35", 0.75, False),  # residual additions: several tensors cross
-        ("DenseNet121", 0.5, False),  # concatenations: several tensors cross
+        # residual additions: several tensors cross
+        pytest.param("MobileNetV2_0.35", 0.75, False, marks=pytest.mark.slow),
+        pytest.param("DenseNet121", 0.5, False, marks=pytest.mark.slow),  # concatenations: several tensors cross
     ],
 )
 def test_the_tail_on_boundary_activations_equals_the_whole_model(
@@ -56,6 +57,7 @@ def test_no_boundary_when_the_first_backbone_layer_trains(backbone: str) -> None
     assert find_boundary(built.model) is None, "scaled input alone is not worth caching"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [1.0, 0.5])
 def test_a_cached_trial_trains_like_one_on_images(tiny: Path, tmp_path: Path, depth: float) -> None:
     """Same batches in the same order: the learning curves agree to float rounding."""
@@ -88,12 +90,14 @@ def test_the_model_trained_on_features_is_the_whole_model(tiny: Path) -> None:
     assert accuracy == pytest.approx(outcome.metrics.accuracy), "the images path reproduces the stored metrics"
 
 
+@pytest.mark.slow
 def test_augmented_trials_train_on_images(tiny: Path, tmp_path: Path) -> None:
     outcome = run_trial(_config(augment=0.5, max_epochs=1), TrialData(scan(tiny), cache_dir=tmp_path))
     assert outcome.routes == ["images"]
     assert not (tmp_path / "features").exists()
 
 
+@pytest.mark.slow
 def test_the_size_limit_sends_big_boundaries_to_images(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,6 +134,7 @@ def _compute(args: tuple[str, str]) -> tuple[int, float]:
     return len(calls), float(np.asarray(features[0]).sum())
 
 
+@pytest.mark.slow
 def test_concurrent_workers_compute_a_key_once(tiny: Path, tmp_path: Path) -> None:
     with multiprocessing.get_context("spawn").Pool(3) as pool:
         results = pool.map(_compute, [(str(tmp_path), str(tiny))] * 3)

@@ -30,6 +30,7 @@ def reported(tiny: Path) -> tuple[object, list[tuple[int, float]], TrialData]:
     return run_trial(CONFIG, data, report=report, keep_model=True), seen, data
 
 
+@pytest.mark.slow
 def test_every_train_and_validation_image_is_measured_once_out_of_fold(reported) -> None:
     outcome, _, data = reported
     split = data.split("three")
@@ -41,6 +42,7 @@ def test_every_train_and_validation_image_is_measured_once_out_of_fold(reported)
     assert outcome.metrics.n == len(pool)
 
 
+@pytest.mark.slow
 def test_figures_are_fold_means_with_their_spread_and_the_threshold_is_pooled(reported) -> None:
     outcome, _, _ = reported
     spread = outcome.fold_spread
@@ -55,6 +57,7 @@ def test_figures_are_fold_means_with_their_spread_and_the_threshold_is_pooled(re
     assert n_others > 20, "the threshold is chosen on every out-of-fold non-COVID image"
 
 
+@pytest.mark.slow
 def test_the_pruner_sees_the_running_mean_at_steps_that_continue_across_folds(reported) -> None:
     outcome, seen, _ = reported
     assert [step for step, _ in seen] == [0, 1, 2, 3, 4, 5], "fold k reports steps k*max_epochs + epoch"
@@ -66,6 +69,7 @@ def test_the_pruner_sees_the_running_mean_at_steps_that_continue_across_folds(re
     assert len({r.epoch for r in outcome.fit.history}) == 6, "one epoch row per step"
 
 
+@pytest.mark.slow
 def test_a_fold_model_per_fold_is_kept(reported) -> None:
     outcome, _, _ = reported
     assert [p.name for p in outcome.fold_models] == ["fold-0.keras", "fold-1.keras", "fold-2.keras"]
@@ -78,6 +82,7 @@ def test_folds_refuse_a_split_with_too_few_groups(tiny: Path) -> None:
         make_folds(data.manifest, data.split("three"), 500)
 
 
+@pytest.mark.slow
 def test_a_cross_validated_search_exports_its_fold_bag(tiny: Path, tmp_path: Path) -> None:
     from search.export import export
     from search.predict import Predictor

@@ -25,6 +25,7 @@ def xrays(radiography: Path) -> np.ndarray:
     return np.stack([prepare_image(decode_image(p), 128) for p in paths]).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("backbone", "weights"),
     [("MobileNetV2", str(WEIGHTS)), ("DenseNet121", str(WEIGHTS)), ("VGG16", "none"), ("Xception", "none")],
@@ -125,6 +126,7 @@ def _trained_focus(root: Path, marker: str | None) -> tuple[float, float]:
     return outcome.focus.energy, outcome.focus.ratio
 
 
+@pytest.mark.slow
 def test_a_corner_marker_shortcut_shows_as_low_lung_focus(tmp_path: Path) -> None:
     clean_energy, clean_ratio = _trained_focus(tmp_path / "clean", None)
     marked_energy, marked_ratio = _trained_focus(tmp_path / "marked", "COVID")

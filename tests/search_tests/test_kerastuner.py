@@ -55,6 +55,7 @@ def _run(workdir: Path, tiny: Path, *extra: str) -> int:
     return main(["--storage", storage, "--data", str(tiny), "--engine", "keras-tuner", *BASE, *extra])
 
 
+@pytest.mark.slow
 def test_both_engines_write_comparable_rows_for_the_same_config(tiny: Path, tmp_path: Path) -> None:
     assert _run(tmp_path, tiny, "--trials", "1", "--tuner", "random", "--pruner", "none") == 0
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -78,6 +79,7 @@ def test_both_engines_write_comparable_rows_for_the_same_config(tiny: Path, tmp_
     assert {r.engine for r in ranked} == {"optuna", "keras-tuner"}, "one leaderboard ranks both engines"
 
 
+@pytest.mark.slow
 def test_a_rerun_resumes_the_keras_tuner_state(tiny: Path, tmp_path: Path) -> None:
     assert _run(tmp_path, tiny, "--trials", "2") == 0
     state = tuner_directory(tmp_path / "artifacts", tmp_path / ".cache") / "cxr-search-hyperband"

@@ -15,6 +15,8 @@ from search.space import TrialConfig
 from search.store import ResultStore
 from search.worker import WorkerJob, run_worker
 
+pytestmark = pytest.mark.slow  # every test here trains
+
 
 def test_a_trial_trains_and_measures_the_validation_split(tiny: Path) -> None:
     config = TrialConfig(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy import text
 from search._errors import SearchError
 from search.space import TrialConfig
 from search.store import SCHEMA_VERSION, ResultStore, config_row
-from tests.conftest import REPO
+from tests.conftest import run_module
 
 CONFIG = TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three")
 ADDED_IN_4 = (
@@ -42,10 +41,7 @@ def _version_3(path: Path) -> str:
 
 
 def _upgrade(url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "search.store", "upgrade", "--storage", url],
-        capture_output=True, text=True, cwd=REPO, check=False,
-    )  # fmt: skip
+    return run_module("search.store", "upgrade", "--storage", url)
 
 
 def test_an_older_database_is_refused_with_the_command_that_upgrades_it(tmp_path: Path) -> None:
@@ -54,6 +50,7 @@ def test_an_older_database_is_refused_with_the_command_that_upgrades_it(tmp_path
         ResultStore(url).check_schema()
 
 
+@pytest.mark.slow
 def test_the_upgrade_keeps_every_row_and_adds_what_version_4_needs(tmp_path: Path) -> None:
     url = _version_3(tmp_path / "old.db")
     done = _upgrade(url)

@@ -65,12 +65,8 @@ def test_every_command_reads_the_storage_the_same_way(
     "module", ["search.launch", "search.worker", "search.export", "search.evaluate", "search.store", "leaderboard"]
 )
 def test_every_cli_names_the_environment_variable(module: str) -> None:
-    import subprocess
-    import sys
+    from tests.conftest import run_module
 
-    from tests.conftest import REPO
-
-    argv = [sys.executable, "-m", module, *(["upgrade"] if module == "search.store" else []), "--help"]
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
+    done = run_module(module, *(["upgrade"] if module == "search.store" else []), "--help")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "$CXR_STORAGE" in done.stdout
