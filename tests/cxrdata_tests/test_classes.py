@@ -73,5 +73,10 @@ def test_scheme_with_missing_classes_fails_with_one_sentence(scheme: str, availa
     assert str(info.value).endswith("the folders found are: 'covid', 'normal'.")
 
 
-def test_binary_needs_only_one_other_class() -> None:
-    get_scheme("binary").check_available(["COVID", "Normal"], ["COVID", "Normal"])
+@pytest.mark.parametrize("other", [NORMAL, LUNG_OPACITY, VIRAL_PNEUMONIA])
+def test_binary_needs_only_one_other_class(other: str) -> None:
+    binary = get_scheme("binary")
+    binary.check_available([COVID, other], [COVID, other])  # enough: no DatasetError
+    assert [binary.label_of(c) for c in (COVID, other)] == [0, 1], "the one other class is all of Non-COVID"
+    with pytest.raises(DatasetError, match="needs images in the class folder"):
+        binary.check_available([other], [other])  # without COVID it is not

@@ -53,11 +53,29 @@ def test_a_study_without_lung_focus_says_so(monkeypatch: pytest.MonkeyPatch, stu
     assert any("Lung focus is not measured for these trials yet" in c.value for c in at.caption)
 
 
-@pytest.mark.parametrize("chart", ["history", "importances", "parallel", "timeline"])
+CHART_TITLES = {
+    "sensitivity": "COVID sensitivity @ target vs lung focus",
+    "history": "Optimization History Plot",
+    "importances": "Hyperparameter Importances",
+    "parallel": "Parallel Coordinate Plot",
+    "timeline": "Timeline Plot",
+}
+
+
+@pytest.mark.parametrize("chart", list(CHART_TITLES))
 def test_every_chart_draws(monkeypatch: pytest.MonkeyPatch, study_db: str, chart: str) -> None:
+    import plotly.io
+
     at = _app(monkeypatch, study_db)
     next(s for s in at.selectbox if s.label == "Chart").set_value(chart).run()
     assert not at.exception
+    assert not at.info, at.info[0].value  # "This chart needs more finished trials" instead of the chart
+    drawn = at.get("plotly_chart")
+    assert drawn, "a Plotly chart on the page"
+    figure = plotly.io.from_json(drawn[0].proto.spec)  # the first one is the chosen chart; the trial's follow
+    assert figure.layout.title.text == CHART_TITLES[chart]
+    points = sum(len(trace.x) for trace in figure.data if getattr(trace, "x", None) is not None)
+    assert points > 0, f"the {chart} chart has traces with data, but got {[t.type for t in figure.data]}"
 
 
 def test_an_empty_database_explains_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
