@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from cxrdata import Split
 from search._errors import SearchError
 from search.ensemble import build_ensemble
-from search.evaluate import predict, row_target, store_test_row, study_data, usable_test_indices
+from search.evaluate import StudyData, predict, row_target, store_test_row, study_data, usable_test_indices
 from search.export._card import INTENDED_USE, WARNING, caveats, markdown, summary, versions
 from search.export._files import FORMATS, check_formats, check_out, staged, verify, write
 from search.export._members import Choice, Member, check_choice_args, choose, load_members, validation_figures
-from search.metrics import COVID_LABEL, OperatingTarget, compute_metrics
+from search.metrics import COVID_LABEL, OperatingTarget, TrialMetrics, compute_metrics
 
 __all__ = ["SAMPLE_IMAGES", "ExportResult", "export"]
 
@@ -110,7 +111,6 @@ def export(
     per_member = load_members(choice, sd, refit)
     size = max(m.config.image_size for m in choice.members)
     model, member_cards, gradcam_members = _assemble(choice, per_member, size)
-    single = len(gradcam_members) == 1
 
     arrays = sd.arrays(size, lead.config.crop)
     test = usable_test_indices(split, arrays, study)
@@ -119,10 +119,42 @@ def export(
     if len(choice.members) == 1 and not refit:  # the trial's own model: its test row sits beside its validation row
         store_test_row(sd.store, lead.row, tested)
 
+    card = _card(
+        study, sd, choice, split, refit=refit, member_cards=member_cards, gradcam_members=gradcam_members,
+        size=size, decision=_decision(threshold_used, target, given=threshold is not None),
+        validation=validation, tested=tested,
+    )  # fmt: skip
+    images = np.asarray(arrays.images[test[:SAMPLE_IMAGES]], dtype=np.float32)
+    with staged(out, force) as folder:  # `out` appears, or is replaced, only once every file is written and checked
+        files = write(model, folder, formats)
+        card |= {"files": files, "parity": verify(folder, model.predict(images, verbose=0), images, files)}
+        (folder / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
+        (folder / "MODEL_CARD.md").write_text(markdown(card))
+    return ExportResult(out, card)
+
+
+def _card(
+    study: str,
+    sd: StudyData,
+    choice: Choice,
+    split: Split,
+    *,
+    refit: bool,
+    member_cards: list[dict[str, Any]],
+    gradcam_members: list[dict[str, Any]],
+    size: int,
+    decision: dict[str, Any],
+    validation: dict[str, Any],
+    tested: TrialMetrics,
+) -> dict[str, Any]:
+    """The model card's content (without the files, written last)."""
+    lead = choice.members[0]
+    classes = list(split.scheme.class_names)
     focus = [(m.row.lung_focus, m.weight) for m in choice.members]
-    card = {
+    single = len(gradcam_members) == 1  # an ensemble: also one cross-validated trial's bag of fold models
+    return {
         "study": study,
-        "kind": "single" if single else "ensemble",  # an ensemble: also one cross-validated trial's bag
+        "kind": "single" if single else "ensemble",
         "refit": refit,
         "trial": lead.row.trial_number if len(choice.members) == 1 else None,
         "engine": lead.row.engine,
@@ -146,7 +178,7 @@ def export(
             "range": [0, 255],
             "crop_fraction_per_side": lead.config.crop,
         },
-        "decision": _decision(threshold_used, target, given=threshold is not None),
+        "decision": decision,
         "gradcam_layer": member_cards[0]["gradcam_layer"] if single else None,
         "gradcam": {"members": gradcam_members},
         "config": asdict(lead.config) if len(choice.members) == 1 else None,
@@ -165,10 +197,3 @@ def export(
         "warning": WARNING,
         "caveats": caveats(split, sd.manifest, choice, validation),
     }
-    images = np.asarray(arrays.images[test[:SAMPLE_IMAGES]], dtype=np.float32)
-    with staged(out, force) as folder:  # `out` appears, or is replaced, only once every file is written and checked
-        files = write(model, folder, formats)
-        card |= {"files": files, "parity": verify(folder, model.predict(images, verbose=0), images, files)}
-        (folder / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
-        (folder / "MODEL_CARD.md").write_text(markdown(card))
-    return ExportResult(out, card)
