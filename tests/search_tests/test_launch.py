@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 from cxrdata.synthetic import SyntheticSpec, make_synthetic_dataset
 from search.launch import main
 from search.store import ResultStore
-from tests.conftest import BASE, REPO, launch
+from tests.conftest import BASE, child_env, launch, spawn, wait_until
 
 
 def test_every_trial_lands_in_optuna_and_the_results_store(searched: Path) -> None:
@@ -143,9 +141,10 @@ def test_a_resumed_study_refuses_other_data_or_another_space(
     assert "A resumed study must keep its search space, but" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_records_the_running_trial_as_failed_and_keeps_the_rest(tiny: Path, tmp_path: Path) -> None:
     # Trials on images: cached activations make tiny trials too quick to interrupt reliably.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CXR_FEATURE_CACHE_GB": "0"}
+    env = child_env(CXR_FEATURE_CACHE_GB="0")
     args = [
         "--trials",
         "3",
@@ -158,27 +157,18 @@ def test_ctrl_c_records_the_running_trial_as_failed_and_keeps_the_rest(tiny: Pat
         "--backbones",
         "MobileNet_0.25",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.launch", *args, "--max-epochs", "40", "--pruner", "none"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = spawn(
+        "search.launch", *args, "--max-epochs", "40", "--pruner", "none", cwd=tmp_path, env=env,
         start_new_session=True,  # its own process group, as a terminal would have
-    )
+    )  # fmt: skip
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    deadline = time.monotonic() + 240
-    running = False
-    while time.monotonic() < deadline and not running:
-        time.sleep(1)
-        try:
-            trials = optuna.load_study(study_name="cxr-search", storage=storage).get_trials()
-        except Exception:
-            continue
-        running = any(t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("config") for t in trials)
-    assert running, "a trial should have started"
-    time.sleep(3)  # let it train
+
+    def training() -> bool:
+        trials = optuna.load_study(study_name="cxr-search", storage=storage).get_trials()
+        return any(t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values for t in trials)
+
+    # A trial past its first epoch is mid-training; until launch has made the study, reading fails.
+    wait_until(training, 240, 0.5, what="a trial finishing its first epoch", ignoring=(Exception,))
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err[-2000:]
@@ -200,6 +190,7 @@ def test_a_dataset_without_masks_gets_them_from_the_segmenter(tmp_path: Path, se
     assert list(tmp_path.glob(".cache/lungs-*.npy")), "segmented masks are cached beside the images"
 
 
+@pytest.mark.slow
 def test_without_masks_or_segmenter_the_launch_says_so(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "nomasks", SyntheticSpec(per_class=12, size=48, masks=False, seed=8))
     done = launch("--trials", "1", "--data", str(data), *BASE, cwd=tmp_path)
@@ -225,6 +216,7 @@ def test_a_worker_refuses_data_with_another_fingerprint(
     signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["optuna", "keras-tuner"])
 def test_timeout_starts_no_trial_after_the_deadline(tiny: Path, tmp_path: Path, engine: str) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -248,19 +240,16 @@ def _worker_pids(parent: int) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_reported_and_the_others_finish(tiny: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CXR_FEATURE_CACHE_GB": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search.launch", "--trials", "4", "--workers", "2", "--data", str(tiny), *BASE,
-         "--pruner", "none", "--keep-models", "0"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    workers: list[int] = []
-    while time.monotonic() < deadline and len(workers) < 2:
-        time.sleep(0.5)
-        workers = _worker_pids(proc.pid)
-    assert len(workers) == 2, "both workers should have started"
+    proc = spawn("search.launch", "--trials", "4", "--workers", "2", "--data", str(tiny), *BASE, "--pruner", "none",
+                 "--keep-models", "0", cwd=tmp_path, env=child_env(CXR_FEATURE_CACHE_GB="0"))  # fmt: skip
+
+    def both_workers() -> list[int]:
+        pids = _worker_pids(proc.pid)
+        return pids if len(pids) == 2 else []
+
+    workers = wait_until(both_workers, 120, 0.5, what="both workers starting")
     os.kill(workers[0], signal.SIGKILL)  # what the kernel's out-of-memory killer does
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err[-2000:]
