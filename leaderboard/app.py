@@ -181,6 +181,13 @@ def _board(url: str, view: _View) -> pd.DataFrame:
         hide_index=True,
         column_config=_COLUMNS,
     )
+    st.download_button(
+        "Download the ranked table (.csv, every page)",
+        data=lambda: D.ranking_csv(_engine(url), view.study, rule=view.rule, filters=view.filters),
+        file_name=f"{view.study}-ranking.csv",
+        mime="text/csv",
+        on_click="ignore",  # made when clicked; no rerun of the page
+    )
     last = max(1, -(-total // PAGE_SIZE))
     st.number_input(f"Page (of {last}; {total} trials)", min_value=1, max_value=last, key="page")
     return frame
@@ -223,7 +230,7 @@ def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
         st.warning(D.escape_markdown(problem))
     left, right = st.columns(2)
     with left:
-        st.json(detail.config, expanded=False)
+        st.dataframe(D.config_table(detail.config), hide_index=True)
         st.dataframe(pd.Series(detail.metrics, name="value").to_frame())
         if not detail.per_class.empty:
             st.dataframe(detail.per_class)

@@ -36,10 +36,12 @@ __all__ = [
     "Filters",
     "TrialDetail",
     "all_trials",
+    "config_table",
     "escape_markdown",
     "filter_choices",
     "pareto_front",
     "ranking",
+    "ranking_csv",
     "read_only_engine",
     "read_only_url",
     "rule_text",
@@ -253,6 +255,23 @@ def ranking(
     frame["below_floor"] = frame["below_floor"].astype(bool) & frame["covid_sensitivity"].notna()
     frame.insert(0, "rank", range(page * page_size + 1, page * page_size + 1 + len(frame)))
     return frame, int(total)
+
+
+def ranking_csv(engine: Engine, study: str, *, rule: Ranking = DEFAULT_RANKING, filters: Filters = Filters()) -> str:
+    """Every trial matching ``filters``, in the rule's order, as CSV (the table's columns, all pages)."""
+    frame, _ = ranking(engine, study, rule=rule, filters=filters, page_size=2**31 - 1)
+    return frame.to_csv(index=False)
+
+
+def config_table(config: dict[str, Any]) -> pd.DataFrame:
+    """A trial's configuration as a two-column table (values as text: one column, many types)."""
+    return pd.DataFrame({"parameter": list(config), "value": [_plain(v) for v in config.values()]})
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
 
 
 def all_trials(engine: Engine, study: str) -> pd.DataFrame:

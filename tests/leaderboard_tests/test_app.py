@@ -215,3 +215,12 @@ def _png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (8, 8), "red").save(out, format="PNG")
     return out.getvalue()
+
+
+def test_the_table_downloads_and_the_configuration_is_a_table(monkeypatch: pytest.MonkeyPatch, study_db: str) -> None:
+    at = _app(monkeypatch, study_db)
+    assert not at.exception
+    labels = [e.proto.label for e in at.main if type(e).__name__ == "DownloadButton"]
+    assert "Download the ranked table (.csv, every page)" in labels
+    config = next(d.value for d in at.dataframe if list(d.value.columns) == ["parameter", "value"])
+    assert {"backbone", "scheme", "learning_rate", "freeze_depth"} <= set(config["parameter"])

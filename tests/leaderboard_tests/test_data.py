@@ -323,3 +323,24 @@ def test_the_top_line_escapes_what_the_database_says(tmp_path: Path) -> None:
     frame, _ = D.ranking(D.read_only_engine(_hostile_study(tmp_path)), "hostile")
     line = D.top_line(frame)
     assert line.startswith("Top-ranked: trial 99 (\\!\\[x\\]\\(http\\://attacker.example/p.png\\)")
+
+
+def test_the_csv_holds_every_matching_trial_in_rank_order(engine: Engine) -> None:
+    import io
+
+    rule, filters = Ranking(("loss",)), D.Filters(backbones=("DenseNet121",))
+    table = pd.read_csv(io.StringIO(D.ranking_csv(engine, "demo", rule=rule, filters=filters)))
+    frame, total = D.ranking(engine, "demo", rule=rule, filters=filters, page_size=10_000)
+    assert len(table) == total > D.ranking(engine, "demo", rule=rule, filters=filters)[0].shape[0] // 2
+    assert table["trial_number"].tolist() == frame["trial_number"].tolist()
+    assert table["rank"].tolist() == list(range(1, total + 1)) and set(table["backbone"]) == {"DenseNet121"}
+    assert table.columns[:3].tolist() == ["rank", "trial_number", "engine"]
+
+
+def test_a_configuration_reads_as_a_table() -> None:
+    table = D.config_table({"backbone": "DenseNet121", "learning_rate": 0.000123456, "target_sensitivity": None})
+    assert table.to_dict("records") == [
+        {"parameter": "backbone", "value": "DenseNet121"},
+        {"parameter": "learning_rate", "value": "0.0001235"},
+        {"parameter": "target_sensitivity", "value": "—"},
+    ]
