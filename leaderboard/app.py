@@ -209,6 +209,11 @@ def _trial_label(trial: tuple[str, int]) -> str:
     return f"{number}" if engine == "optuna" else f"{number} ({engine})"
 
 
+def _trial_link(trial: tuple[str, int]) -> str:
+    engine, number = trial
+    return str(number) if engine == "optuna" else f"{engine}:{number}"
+
+
 def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
     st.subheader("Trial")
     rows = _all(url, study)
@@ -216,10 +221,14 @@ def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
     trials = list(zip(rows["engine"].astype(str), rows["trial_number"].astype(int), strict=True))
     if not trials:
         return
-    default = (str(top.iloc[0]["engine"]), int(top.iloc[0]["trial_number"])) if not top.empty else trials[0]
+    # Deep links: ?study=S&trial=N (or trial=keras-tuner:N) opens that trial; else the top-ranked one.
+    linked = next((t for t in trials if _trial_link(t) == st.query_params.get("trial")), None)
+    top_trial = (str(top.iloc[0]["engine"]), int(top.iloc[0]["trial_number"])) if not top.empty else trials[0]
+    default = linked or top_trial
     engine, number = st.selectbox(
         "Trial", trials, index=trials.index(default) if default in trials else 0, format_func=_trial_label
     )
+    st.query_params["trial"] = _trial_link((engine, number))
     detail = D.trial_detail(_engine(url), study, number, engine)
     if detail is None:
         st.warning(f"Trial {_trial_label((engine, number))} has no stored result.")

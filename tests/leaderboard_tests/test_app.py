@@ -224,3 +224,16 @@ def test_the_table_downloads_and_the_configuration_is_a_table(monkeypatch: pytes
     assert "Download the ranked table (.csv, every page)" in labels
     config = next(d.value for d in at.dataframe if list(d.value.columns) == ["parameter", "value"])
     assert {"backbone", "scheme", "learning_rate", "freeze_depth"} <= set(config["parameter"])
+
+
+def test_a_trial_has_an_address(monkeypatch: pytest.MonkeyPatch, study_db: str) -> None:
+    monkeypatch.setenv("CXR_STORAGE", study_db)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["study"], at.query_params["trial"] = "demo", "42"
+    at.run()
+    assert not at.exception
+    assert any(m.value.startswith("**Trial 42**") for m in at.markdown)
+    assert at.query_params["trial"] == "42"
+    plain = _app(monkeypatch, study_db)  # no trial in the address: the top-ranked one, written back
+    assert any(m.value.startswith(f"**Trial {WINNER}**") for m in plain.markdown)
+    assert plain.query_params["trial"] == str(WINNER)
