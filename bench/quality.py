@@ -97,15 +97,17 @@ def measure(labels: np.ndarray, proba: np.ndarray, threshold: float | None, seed
     }
 
 
-def _test_set(storage: str) -> tuple[Any, Any, np.ndarray]:
-    """The study's split, its images at the model size and the usable test indices."""
+def _test_set(storage: str) -> tuple[Any, Any, Any, np.ndarray]:
+    """The study's split, the winner's inputs (its region) and the whole images, and the usable test indices."""
     from search.evaluate import study_data, usable_test_indices
+    from search.space import TrialConfig
 
     sd = study_data(storage, STUDY)
     row = sd.store.ranked(STUDY, limit=1, ranking=sd.info.ranking)[0]
     split = sd.split(row)
-    arrays = sd.arrays(sd.info.space.training.image_size, sd.info.space.training.crop)
-    return split, arrays, usable_test_indices(split, arrays, STUDY)
+    winner = sd.inputs(TrialConfig.from_json(row.config_json))  # ensemble members share the winner's region
+    whole = sd.trial_data.arrays(sd.info.space.training.image_size, sd.info.space.training.crop)
+    return split, winner, whole, usable_test_indices(split, whole, STUDY)
 
 
 def _exported(folder: Path, split: Any, arrays: Any, test: np.ndarray, seed: int) -> dict[str, Any]:
@@ -160,9 +162,9 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
                 ["-m", "search.export", "--study", STUDY, "--storage", storage, "--out", str(out), "--force", *extra],
                 folder, log,
             )  # fmt: skip
-    split, arrays, test = _test_set(storage)
-    results = {name: _exported(folder / name.replace(" ", "-"), split, arrays, test, seed) for name in exports}
-    results["usual recipe"] = _usual(storage, split, arrays, test, seed)
+    split, winner, whole, test = _test_set(storage)
+    results = {name: _exported(folder / name.replace(" ", "-"), split, winner, test, seed) for name in exports}
+    results["usual recipe"] = _usual(storage, split, whole, test, seed)
     (folder / "quality.json").write_text(json.dumps({"results": results, "seconds": times}, indent=2))
     return {"results": results, "seconds": times}
 

@@ -28,6 +28,7 @@ from cxrdata._errors import DatasetError, ImageDecodeError
 from cxrdata._images import ImageArrays, load_images, prepare_image
 from cxrdata._leakage import LeakReport, leak_report
 from cxrdata._manifest import Entry, Excluded, Manifest, scan
+from cxrdata._region import REGION_MARGIN, REGIONS, RegionInputs, apply_region, check_region, lung_box, to_original
 from cxrdata._split import SPLITS, Split, make_folds, make_split
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "LUNG_OPACITY",
     "MAX_PIXELS",
     "NORMAL",
+    "REGIONS",
+    "REGION_MARGIN",
     "SCHEMES",
     "SPLITS",
     "VIRAL_PNEUMONIA",
@@ -48,10 +51,13 @@ __all__ = [
     "ImageDecodeError",
     "LeakReport",
     "Manifest",
+    "RegionInputs",
     "Scheme",
     "Split",
+    "apply_region",
     "atomic_write",
     "canonical_class",
+    "check_region",
     "decode_image",
     "decode_mask",
     "did_you_mean",
@@ -59,12 +65,14 @@ __all__ = [
     "get_scheme",
     "leak_report",
     "load_images",
+    "lung_box",
     "make_dataset",
     "make_feature_dataset",
     "make_folds",
     "make_split",
     "prepare_image",
     "scan",
+    "to_original",
 ]
 
 if TYPE_CHECKING:

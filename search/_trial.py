@@ -12,7 +12,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from cxrdata import ImageArrays, Manifest, Split, atomic_write, get_scheme, load_images, make_split
+from cxrdata import (
+    DatasetError,
+    ImageArrays,
+    Manifest,
+    Split,
+    apply_region,
+    atomic_write,
+    get_scheme,
+    load_images,
+    make_split,
+    to_original,
+)
 from search._accel import apply_precision
 from search._feed import TrialFeed
 from search.backbones import resolve_weights
@@ -56,6 +67,7 @@ class TrialData:
     _arrays: dict[tuple[int, float], ImageArrays] = field(default_factory=dict)
     _splits: dict[str, Split] = field(default_factory=dict)
     _lungs: dict[tuple[int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _inputs: dict[tuple[int, float, str], tuple[ImageArrays, np.ndarray]] = field(default_factory=dict)
     _features: FeatureCache | None = None
 
     @property
@@ -71,6 +83,46 @@ class TrialData:
         if key not in self._arrays:
             self._arrays[key] = load_images(self.manifest, image_size, crop=crop, cache_dir=self.cache_dir)
         return self._arrays[key]
+
+    def inputs(self, config: TrialConfig) -> ImageArrays:
+        """What the trial's model sees: its images with its input region applied."""
+        return self._region(config)[0]
+
+    def boxes(self, config: TrialConfig) -> np.ndarray:
+        """Per entry, the box ``(y0, y1, x0, x1)`` of the original image the model's input shows."""
+        return self._region(config)[1]
+
+    def inputs_key(self, config: TrialConfig) -> str:
+        """What the inputs depend on beyond the image size: the dataset, and a region's masks."""
+        if config.input_region == "full":
+            return self.manifest.fingerprint
+        digest = self._segmenter_digest() if self.lung_model is not None else "dataset"
+        return f"{self.manifest.fingerprint}:{config.input_region}:{digest}"
+
+    def _region(self, config: TrialConfig) -> tuple[ImageArrays, np.ndarray]:
+        key = (config.image_size, config.crop, config.input_region)
+        if key not in self._inputs:
+            arrays = self.arrays(config.image_size, config.crop)
+            region = config.input_region
+            if region == "full":
+                n, size = len(arrays.images), arrays.image_size
+                self._inputs[key] = arrays, np.tile(np.array([0, size, 0, size]), (n, 1))
+            else:
+                masks, available, _ = self.lung_masks(config.image_size, config.crop)
+                if not available[arrays.valid].any():
+                    raise DatasetError(
+                        f"`input_region={region}` needs lung masks, but the dataset has none and no lung "
+                        "segmenter was given (--lung-model)."
+                    )
+                cut = apply_region(np.asarray(arrays.images), masks, available, region)
+                self._inputs[key] = replace(arrays, images=cut.images, masks=cut.masks), cut.boxes
+        return self._inputs[key]
+
+    def _segmenter_digest(self) -> str:
+        import hashlib
+
+        assert self.lung_model is not None
+        return hashlib.sha256(self.lung_model.read_bytes()).hexdigest()[:12]
 
     def lung_masks(self, image_size: int, crop: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(masks (N, S, S) bool, available (N,) bool, from_dataset (N,) bool)`` for every entry.
@@ -166,6 +218,8 @@ def focus_of(data: TrialData, config: TrialConfig, chosen: np.ndarray, heatmaps:
         return None, None, []
     masks, _, from_dataset = data.lung_masks(config.image_size, config.crop)
     images = np.asarray(data.arrays(config.image_size, config.crop).images[chosen[:OVERLAYS]])
+    # Measured in the original image's coordinates, whatever the region: comparable across regions.
+    heatmaps = to_original(heatmaps, data.boxes(config)[chosen], masks.shape[1:3])
     focus = lung_focus(heatmaps, masks[chosen])
     sources = set(np.where(from_dataset[chosen], "dataset", "segmenter").tolist())
     source = sources.pop() if len(sources) == 1 else "mixed"
@@ -177,7 +231,7 @@ def focus_of(data: TrialData, config: TrialConfig, chosen: np.ndarray, heatmaps:
 
 
 def covid_heatmaps(built: BuiltModel, data: TrialData, config: TrialConfig, chosen: np.ndarray) -> np.ndarray:
-    images = np.asarray(data.arrays(config.image_size, config.crop).images[chosen], dtype=np.float32)
+    images = np.asarray(data.inputs(config).images[chosen], dtype=np.float32)
     return gradcam(built.model, built.gradcam_layer, images, COVID_LABEL)
 
 
@@ -195,8 +249,8 @@ def trial_feed(built: BuiltModel, config: TrialConfig, data: TrialData, split: S
         built=built,
         config=config,
         split=split,
-        arrays=data.arrays(config.image_size, config.crop),
-        dataset=data.manifest.fingerprint,
+        arrays=data.inputs(config),
+        dataset=data.inputs_key(config),
         weights=resolve_weights(built.spec, config.weights, config.image_size),
         cache=data.feature_cache,
         use_features=data.use_features,

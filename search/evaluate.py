@@ -59,8 +59,9 @@ class StudyData:
             )
         return split
 
-    def arrays(self, image_size: int, crop: float) -> ImageArrays:
-        arrays: ImageArrays = self.trial_data.arrays(image_size, crop)
+    def inputs(self, config: TrialConfig) -> ImageArrays:
+        """What a model of ``config`` sees: every entry at its size, with its input region."""
+        arrays: ImageArrays = self.trial_data.inputs(config)
         return arrays
 
 
@@ -70,7 +71,8 @@ def study_data(storage: str, study: str, data: str | None = None) -> StudyData:
 
     info = study_info(storage, study)
     manifest = study_manifest(data or info.data_path, info.cache_dir, info.dataset_fingerprint)
-    trial_data = TrialData(manifest, cache_dir=Path(info.cache_dir), split_seed=info.split_seed)
+    lung_model = Path(info.lung_model) if info.lung_model else None
+    trial_data = TrialData(manifest, cache_dir=Path(info.cache_dir), split_seed=info.split_seed, lung_model=lung_model)
     return StudyData(info, ResultStore(storage), manifest, trial_data)
 
 
@@ -130,7 +132,7 @@ def evaluate_trial(storage: str, study: str, trial: int | None, *, data: str | N
     row = find_trial(sd.store, study, trial, ranking=sd.info.ranking)
     config = TrialConfig.from_json(row.config_json)
     split = sd.split(row)
-    arrays = sd.arrays(config.image_size, config.crop)
+    arrays = sd.inputs(config)
     model = load_trial_model(row, sd.info)
     test = usable_test_indices(split, arrays, study)
     proba = predict(model, arrays, test, split.labels, config.batch_size)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrdata import ImageDecodeError, decode_image, prepare_image
+from cxrdata import REGION_MARGIN, REGIONS, ImageDecodeError, apply_region, decode_image, prepare_image, to_original
 from search._errors import SearchError
 from search._settings import check_settings
 
@@ -148,6 +148,27 @@ def _overlay_name(source: Path, taken: set[str]) -> str:
     return name
 
 
+def _region(card: dict[str, Any], folder: Path) -> tuple[str, Any]:
+    """The card's input region and, for a lung region, the segmenter shipped beside the model."""
+    region = card["input"].get("region", "full")  # cards written before regions: the whole image
+    if region not in REGIONS:
+        raise SearchError(
+            f"The model card '{folder / 'model_card.json'}' must give input.region as one of "
+            f"{', '.join(REGIONS)}, but got {_shown(region)}."
+        )
+    if region == "full":
+        return region, None
+    name = card.get("files", {}).get("segmenter")
+    if not isinstance(name, str) or not (folder / name).is_file() or Path(name).name != name:
+        raise SearchError(
+            f"A model with input.region={region} must ship its lung segmenter in '{folder}' (files.segmenter), "
+            f"but got {_shown(name)}."
+        )
+    from cxrdata.lungs import load_segmenter
+
+    return region, load_segmenter(folder / name)
+
+
 def _unreadable(exc: Exception) -> str:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
     return f"not a readable image: {reason}"
@@ -173,9 +194,23 @@ class Predictor:
         self.size = int(self.card["input"]["size"])
         self.crop = float(self.card["input"]["crop_fraction_per_side"])
         self.threshold: float | None = self.card["decision"]["threshold"]
+        self.region, self.segmenter = _region(self.card, folder)
+        self.region_margin = float(self.card["input"].get("region_margin", REGION_MARGIN))
 
     def prepare(self, path: Path) -> np.ndarray:
         return prepare_image(decode_image(path), self.size, self.crop)
+
+    def cut(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's inputs (float32) for prepared images, with the trial's input region applied,
+        and each input's box in the prepared image."""
+        if self.segmenter is None:
+            n, size = len(images), images.shape[1]
+            return images.astype(np.float32), np.tile(np.array([0, size, 0, size]), (n, 1))
+        from cxrdata.lungs import segment
+
+        masks = segment(self.segmenter, images)
+        cut = apply_region(images, masks, np.ones(len(images), bool), self.region, self.region_margin)
+        return cut.images.astype(np.float32), cut.boxes
 
     def decide(self, proba: np.ndarray) -> tuple[str, bool]:
         if self.threshold is None:
@@ -208,9 +243,12 @@ class Predictor:
                 lines[index]["error"] = _unreadable(exc)
         if not ready:
             return lines
-        images = np.stack([image for _, image in ready]).astype(np.float32)
+        originals = np.stack([image for _, image in ready])
+        images, boxes = self.cut(originals)
         proba = self.model.predict(images, batch_size=len(images), verbose=0)
         heatmaps = self._gradcam(images, gradcam_dir)
+        if heatmaps is not None:  # shown on the X-ray as given, whatever part the model saw
+            heatmaps = to_original(heatmaps, boxes, originals.shape[1:3])
         for k, (index, _) in enumerate(ready):
             label, is_covid = self.decide(proba[k])
             lines[index].update(
@@ -223,7 +261,7 @@ class Predictor:
             )
             if heatmaps is not None and gradcam_dir is not None:
                 name = _overlay_name(paths[index], taken)
-                lines[index]["gradcam"] = self._save_overlay(images[k], heatmaps[k], gradcam_dir / name)
+                lines[index]["gradcam"] = self._save_overlay(originals[k], heatmaps[k], gradcam_dir / name)
         return lines
 
     def _gradcam(self, images: np.ndarray, folder: Path | None) -> np.ndarray | None:

@@ -134,6 +134,22 @@ def _members_text(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_REGION_TEXT = {
+    "lung_crop": "cut the box around the lungs (grown by {margin:g} of the side) and resize it back to the input size",
+    "lung_mask": "set every pixel outside the lungs (grown by {margin:g} of the side) to black",
+}
+
+
+def _region_text(card: dict[str, Any]) -> str:
+    """How the input region is cut, for cards that have one (older cards see the whole image)."""
+    region = card["input"].get("region", "full")
+    if region == "full":
+        return ""
+    margin = float(card["input"].get("region_margin", 0.0))
+    how = _REGION_TEXT[region].format(margin=margin)
+    return f"; then segment the lungs with `{card['files'].get('segmenter')}` (shipped here) and {how}"
+
+
 def markdown(card: dict[str, Any]) -> str:
     val, test = card["validation"], card["test"]
     caveats = "\n".join(f"- {c}" for c in card["caveats"]) or "- none found"
@@ -158,6 +174,7 @@ def markdown(card: dict[str, Any]) -> str:
             "found; the threshold and the validation column come from the models before the refit."
         )
     decision = card["decision"]
+    region = _region_text(card)
     return f"""# Model card: {title}
 
 > **{WARNING}**
@@ -167,7 +184,7 @@ Intended use: {INTENDED_USE}
 {what}
 - Classes (output order): {", ".join(card["classes"])}; COVID is output {card["covid_class_index"]}.
 - Input: {card["input"]["size"]}x{card["input"]["size"]} RGB, float32 in [0, 255]; decode any PNG/JPEG to 8-bit RGB,
-  cut {card["input"]["crop_fraction_per_side"]:g} of each side, resize bilinearly (squash) to the input size.
+  cut {card["input"]["crop_fraction_per_side"]:g} of each side, resize bilinearly (squash) to the input size{region}.
   `python -m search.predict --model DIR IMAGE...` does exactly this.
 - Decision: {decision["rule"]}.
 - Lung focus (Grad-CAM energy inside the lungs): {fmt(card["lung_focus"])}.

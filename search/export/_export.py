@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cxrdata import Split
+from cxrdata import REGION_MARGIN, Split
 from search._errors import SearchError
 from search.ensemble import build_ensemble
 from search.evaluate import StudyData, predict, row_target, store_test_row, study_data, usable_test_indices
@@ -19,6 +20,7 @@ from search.export._card import INTENDED_USE, WARNING, caveats, markdown, summar
 from search.export._files import FORMATS, check_formats, check_out, staged, verify, write
 from search.export._members import Choice, Member, check_choice_args, choose, load_members, validation_figures
 from search.metrics import COVID_LABEL, OperatingTarget, TrialMetrics, compute_metrics
+from search.space import TrialConfig
 
 __all__ = ["SAMPLE_IMAGES", "ExportResult", "export"]
 
@@ -112,7 +114,7 @@ def export(
     size = max(m.config.image_size for m in choice.members)
     model, member_cards, gradcam_members = _assemble(choice, per_member, size)
 
-    arrays = sd.arrays(size, lead.config.crop)
+    arrays = sd.inputs(replace(lead.config, image_size=size))  # members share the lead's region (choose())
     test = usable_test_indices(split, arrays, study)
     proba = predict(model, arrays, test, split.labels, lead.config.batch_size)
     tested = compute_metrics(split.labels[test], proba, classes, split="test", target=target, threshold=threshold_used)
@@ -127,10 +129,29 @@ def export(
     images = np.asarray(arrays.images[test[:SAMPLE_IMAGES]], dtype=np.float32)
     with staged(out, force) as folder:  # `out` appears, or is replaced, only once every file is written and checked
         files = write(model, folder, formats)
+        segmenter = _segmenter(lead.config, sd)
+        if segmenter is not None:  # predict cuts the region from a raw X-ray as the trial did
+            shutil.copyfile(segmenter, folder / SEGMENTER_FILE)
+            files["segmenter"] = SEGMENTER_FILE
         card |= {"files": files, "parity": verify(folder, model.predict(images, verbose=0), images, files)}
         (folder / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
         (folder / "MODEL_CARD.md").write_text(markdown(card))
     return ExportResult(out, card)
+
+
+SEGMENTER_FILE = "lung_segmenter.keras"
+
+
+def _segmenter(config: TrialConfig, sd: StudyData) -> Path | None:
+    """The study's lung segmenter, which a ``lung_crop`` or ``lung_mask`` model needs at predict time."""
+    if config.input_region == "full":
+        return None
+    if not sd.info.lung_model:
+        raise SearchError(
+            f"A model with `input_region={config.input_region}` must ship a lung segmenter so that predict can "
+            "cut the region from a raw X-ray, but the study has none (it used dataset masks only)."
+        )
+    return Path(sd.info.lung_model)
 
 
 def _card(
@@ -177,6 +198,9 @@ def _card(
             "dtype": "float32",
             "range": [0, 255],
             "crop_fraction_per_side": lead.config.crop,
+            # What part of the X-ray the model sees; predict applies it with the shipped segmenter.
+            "region": lead.config.input_region,
+            "region_margin": REGION_MARGIN,
         },
         "decision": decision,
         "gradcam_layer": member_cards[0]["gradcam_layer"] if single else None,

@@ -68,6 +68,23 @@ def _check_compatible(rows: Sequence[TrialRow]) -> None:
             "An ensemble's members must share one class scheme, class order and split, but trials "
             f"{named} do not; name compatible trials with --members."
         )
+    regions = {_input_of(r) for r in rows}
+    if len(regions) > 1:
+        named = ", ".join(f"{r.trial_number} ({_input_of(r)[0]})" for r in rows)
+        raise SearchError(
+            "An ensemble's members must see the same input region and border crop (one input is prepared "
+            f"for all of them), but trials {named} do not; name compatible trials with --members."
+        )
+
+
+def _input_of(row: TrialRow) -> tuple[str, float]:
+    config = TrialConfig.from_json(row.config_json)
+    return config.input_region, config.crop
+
+
+def _same_input(rows: list[TrialRow]) -> list[TrialRow]:
+    """The rows that see what the first (best) one sees: the default pool follows the leader."""
+    return [r for r in rows if _input_of(r) == _input_of(rows[0])] if rows else rows
 
 
 def _member(row: TrialRow, weight: float, predictions: Predictions | None) -> Member:
@@ -94,11 +111,12 @@ def _pool(
         return [by_number[m] for m in members], stored
     if ensemble is None:
         with_predictions = [r for r in eligible if r.trial_number in stored]
-        return (with_predictions or eligible)[:DEFAULT_ENSEMBLE], stored
+        return _same_input(with_predictions or eligible)[:DEFAULT_ENSEMBLE], stored
+    eligible = _same_input(eligible)
     if ensemble > len(eligible):
         raise SearchError(
             f"`--ensemble` must be at most the {len(eligible)} completed trial(s) of {study!r} with a saved "
-            f"model, but got {ensemble}."
+            f"model and the leader's input region, but got {ensemble}."
         )
     return eligible[:ensemble], stored
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cxrdata import SCHEMES, did_you_mean
+from cxrdata import REGIONS, SCHEMES, did_you_mean
 from search._errors import SearchError
 from search.backbones import get_backbone
 from search.space._config import TrialConfig
@@ -69,6 +69,8 @@ class SearchSpace:
     dropout: Range
     learning_rate: Range
     augment_strength: Range
+    # What part of each X-ray the model sees (cxrdata.REGIONS); spaces written before it see all.
+    regions: tuple[str, ...] = ("full",)
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
     def check(self) -> SearchSpace:
@@ -84,6 +86,12 @@ class SearchSpace:
                 raise SearchError(
                     f"`schemes` must be among {', '.join(SCHEMES)}, but got {scheme!r}.{did_you_mean(scheme, SCHEMES)}"
                 )
+        if not self.regions:
+            raise SearchError("`regions` must name at least one input region, but got none.")
+        for region in self.regions:
+            if region not in REGIONS:
+                hint = did_you_mean(region, REGIONS)
+                raise SearchError(f"`regions` must be among {', '.join(REGIONS)}, but got {region!r}.{hint}")
         for name, (lowest, highest, integer) in _BOUNDS.items():
             getattr(self, name).check(name, lowest, highest, integer)
         self.training.check()
@@ -119,6 +127,7 @@ class SearchSpace:
             return cls(
                 backbones=tuple(space["backbones"]),
                 schemes=tuple(space["schemes"]),
+                regions=tuple(space.get("regions", ("full",))),
                 training=TrainingSettings(**training),
                 **{name: _range(name, space[name]) for name in _BOUNDS},
             )
@@ -130,6 +139,7 @@ class SearchSpace:
         *,
         backbones: Sequence[str] | None = None,
         schemes: Sequence[str] | None = None,
+        regions: Sequence[str] | None = None,
         **training: Any,
     ) -> SearchSpace:
         """A copy with command-line overrides applied (``None`` leaves a value alone)."""
@@ -145,6 +155,7 @@ class SearchSpace:
             self,
             backbones=tuple(backbones) if backbones else self.backbones,
             schemes=tuple(schemes) if schemes else self.schemes,
+            regions=tuple(regions) if regions else self.regions,
             training=settings,
         )
 
@@ -167,6 +178,7 @@ class SearchSpace:
             learning_rate=_suggest_float(trial, "learning_rate", self.learning_rate),
             augment_strength=_suggest_float(trial, "augment_strength", self.augment_strength),
             scheme=trial.suggest_categorical("scheme", list(self.schemes)),
+            input_region=trial.suggest_categorical("input_region", list(self.regions)),
             image_size=t.image_size,
             batch_size=t.batch_size,
             max_epochs=t.max_epochs,

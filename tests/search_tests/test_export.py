@@ -229,7 +229,8 @@ def test_a_threshold_decides_on_the_covid_probability(exported: Path, tmp_path: 
         ({"ensemble": 0}, "`--ensemble >= 1` must hold (1 exports the top-ranked trial alone), but got 0."),
         (
             {"ensemble": 4},
-            "`--ensemble` must be at most the 3 completed trial(s) of 'cxr-search' with a saved model, but got 4.",
+            "`--ensemble` must be at most the 3 completed trial(s) of 'cxr-search' with a saved model "
+            "and the leader's input region, but got 4.",
         ),
         ({"members": [0, 0]}, "`--members` must name distinct trials, but got [0, 0]."),
         (

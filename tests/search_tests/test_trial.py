@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -89,3 +90,34 @@ patience = 10
     assert rows[1].pruned_at_epoch is not None and rows[1].epochs_run < 4
     assert len(rows[1].epochs) == rows[1].epochs_run, "a pruned trial keeps its learning curve"
     assert rows[1].covid_sensitivity is None
+
+
+@pytest.mark.parametrize("region", ["lung_crop", "lung_mask"])
+def test_a_lung_region_trial_trains_on_the_cut_images_and_measures_focus_on_the_whole_x_ray(
+    tiny: Path, region: str
+) -> None:
+    config = TrialConfig(
+        "MobileNet_0.25", 1.0, 16, 0.1, 3e-3, 0.0, "three", input_region=region, image_size=32, max_epochs=1,
+        weights="none",
+    )  # fmt: skip
+    data = TrialData(scan(tiny))
+    whole, seen = data.arrays(32, 0.0), data.inputs(config)
+    assert seen.images.shape == whole.images.shape and not np.array_equal(seen.images, whole.images)
+    assert data.inputs_key(config) != data.manifest.fingerprint, "cached activations of whole images are not reused"
+    outcome = run_trial(config, data)
+    assert outcome.focus is not None and outcome.focus.n > 0 and outcome.focus_source == "dataset"
+    assert outcome.overlays and outcome.overlays[0][1].shape == (32, 32, 3)
+
+
+def test_a_lung_region_needs_masks(tiny: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from cxrdata import DatasetError
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny, bare)
+    for masks in bare.glob("*/masks"):
+        shutil.rmtree(masks)
+    config = TrialConfig("MobileNet_0.25", 1.0, 16, 0.1, 3e-3, 0.0, "three", input_region="lung_crop", image_size=32)
+    with pytest.raises(DatasetError, match=r"^`input_region=lung_crop` needs lung masks, but the dataset has none"):
+        TrialData(scan(bare)).inputs(config)
