@@ -11,10 +11,21 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["SCHEMA_VERSION", "ArtifactRow", "Base", "EpochRow", "PredictionRow", "SchemaRow", "TrialRow"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "SPLIT_LENGTH",
+    "ArtifactRow",
+    "Base",
+    "EpochRow",
+    "PredictionRow",
+    "SchemaRow",
+    "TrialRow",
+]
 
-# 2: covid_roc_json; 3: lung focus details; 4: intervals, operating points, folds, stored predictions
-SCHEMA_VERSION = 4
+# 2: covid_roc_json; 3: lung focus details; 4: intervals, operating points, folds, stored predictions;
+# 5: external validation rows (``split = 'external:NAME'``, up to 64 characters, and external_json)
+SCHEMA_VERSION = 5
+SPLIT_LENGTH = 64
 
 
 class Base(DeclarativeBase):
@@ -44,7 +55,9 @@ class TrialRow(Base):
     engine: Mapped[str] = mapped_column(String(32), default="optuna")
     trial_number: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16))  # COMPLETE, PRUNED, FAIL
-    split: Mapped[str] = mapped_column(String(8), default="val")
+    # "val" (validation: the only rows that rank), "test" (measured once at evaluation or export) or
+    # "external:NAME" (another labelled dataset, measured by search.evaluate --external or export --external).
+    split: Mapped[str] = mapped_column(String(SPLIT_LENGTH), default="val")
 
     backbone: Mapped[str] = mapped_column(String(64))
     scheme: Mapped[str] = mapped_column(String(16))
@@ -98,6 +111,8 @@ class TrialRow(Base):
     # the standard deviation over folds.
     folds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     fold_spread_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # An external row: the dataset it was measured on (path, fingerprint, images) and what was left out.
+    external_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     epochs_run: Mapped[int] = mapped_column(Integer, default=0)
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)

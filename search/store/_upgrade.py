@@ -1,14 +1,15 @@
 """Upgrading an older results database in place, with Alembic's operations.
 
-Every change since version 3 adds nullable columns, tables or indexes, so an upgrade adds
-what is missing and keeps every row; the version is stamped last, in the same transaction.
+Every change since version 3 adds nullable columns, tables or indexes, or widens a column
+(version 5: ``split``, for ``external:NAME`` rows), so an upgrade adds what is missing, widens
+what is too narrow and keeps every row; the version is stamped last, in the same transaction.
 """
 
 from __future__ import annotations
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import Column, Engine, Table, inspect, select, update
+from sqlalchemy import Column, Connection, Engine, String, Table, inspect, select, update
 
 from search.store._schema import SCHEMA_VERSION, Base, SchemaRow, TrialRow
 
@@ -40,9 +41,23 @@ def upgrade_schema(engine: Engine) -> tuple[int, int]:
             if column.name not in have:
                 assert column.nullable, f"a column added by an upgrade must be nullable: {column.name}"
                 ops.add_column(table.name, Column(column.name, column.type, nullable=True))
+        _widen(conn, ops, table)
         indexes = {i["name"] for i in inspect(conn).get_indexes(table.name)}
         for index in table.indexes:
             if index.name not in indexes:
                 index.create(conn)
         conn.execute(update(SchemaRow).where(SchemaRow.key == "version").values(value=str(SCHEMA_VERSION)))
     return before, SCHEMA_VERSION
+
+
+def _widen(conn: Connection, ops: Operations, table: Table) -> None:
+    """Text columns the schema made wider since, widened in place (SQLite enforces no length: nothing to do)."""
+    if conn.dialect.name == "sqlite":
+        return
+    found = {c["name"]: c["type"] for c in inspect(conn).get_columns(table.name)}
+    for column in table.columns:
+        have, want = found.get(column.name), column.type
+        if not (isinstance(want, String) and isinstance(have, String)) or want.length is None:
+            continue
+        if have.length is not None and have.length < want.length:
+            ops.alter_column(table.name, column.name, type_=String(want.length), existing_type=have)

@@ -19,6 +19,7 @@ ADDED_IN_4 = (
     "covid_threshold", "op_sensitivity", "op_sensitivity_low", "op_sensitivity_high", "op_specificity",
     "op_specificity_low", "op_specificity_high", "folds", "fold_spread_json",
 )  # fmt: skip
+ADDED_IN_5 = ("external_json",)
 
 
 def _version_3(path: Path) -> str:
@@ -33,7 +34,7 @@ def _version_3(path: Path) -> str:
     with store.engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_cxr_trials_rank_op"))
         conn.execute(text("DROP TABLE cxr_predictions"))
-        for column in ADDED_IN_4:
+        for column in ADDED_IN_4 + ADDED_IN_5:
             conn.execute(text(f"ALTER TABLE cxr_trials DROP COLUMN {column}"))
         conn.execute(text("UPDATE cxr_schema SET value = '3' WHERE key = 'version'"))
     store.dispose()
@@ -46,12 +47,14 @@ def _upgrade(url: str) -> subprocess.CompletedProcess[str]:
 
 def test_an_older_database_is_refused_with_the_command_that_upgrades_it(tmp_path: Path) -> None:
     url = _version_3(tmp_path / "old.db")
-    with pytest.raises(SearchError, match=r"must be version 4, but .* has version 3; upgrade it in place with: "):
+    with pytest.raises(
+        SearchError, match=rf"must be version {SCHEMA_VERSION}, but .* has version 3; upgrade it in place with: "
+    ):
         ResultStore(url).check_schema()
 
 
 @pytest.mark.slow
-def test_the_upgrade_keeps_every_row_and_adds_what_version_4_needs(tmp_path: Path) -> None:
+def test_the_upgrade_keeps_every_row_and_adds_what_the_current_version_needs(tmp_path: Path) -> None:
     url = _version_3(tmp_path / "old.db")
     done = _upgrade(url)
     assert done.returncode == 0, done.stderr
@@ -66,10 +69,45 @@ def test_the_upgrade_keeps_every_row_and_adds_what_version_4_needs(tmp_path: Pat
     store.record(new)
     assert store.ranked("old")[0].trial_number == 2
     again = _upgrade(url)
-    assert again.returncode == 0 and "already at results schema version 4" in again.stdout
+    assert again.returncode == 0 and f"already at results schema version {SCHEMA_VERSION}" in again.stdout
 
 
 def test_a_database_without_results_tables_is_not_upgraded(tmp_path: Path) -> None:
     done = _upgrade(f"sqlite:///{tmp_path / 'empty.db'}")
     assert done.returncode == 1
     assert "must hold cxr-search results tables to upgrade, but it has none" in done.stderr
+
+
+@pytest.mark.postgres
+def test_the_upgrade_widens_the_split_column_on_postgres_for_external_rows(postgres: str) -> None:
+    """Version 4 kept `split` to 8 characters, which PostgreSQL enforces: `external:NAME` must fit after the upgrade."""
+    from sqlalchemy.exc import DataError
+
+    from search.store import upgrade_schema
+
+    store = ResultStore(postgres)
+    store.create_schema()
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM cxr_trials WHERE study_name = 'widen'"))
+        conn.execute(text("ALTER TABLE cxr_trials ALTER COLUMN split TYPE VARCHAR(8)"))
+        conn.execute(text("ALTER TABLE cxr_trials DROP COLUMN external_json"))
+        conn.execute(text("UPDATE cxr_schema SET value = '4' WHERE key = 'version'"))
+    store.dispose()
+    with ResultStore(postgres).engine.begin() as conn, pytest.raises(DataError, match="too long"):
+        conn.execute(
+            text(
+                "INSERT INTO cxr_trials (study_name, engine, trial_number, state, split, backbone, scheme, "
+                "freeze_depth, head_width, dropout, learning_rate, augment_strength, image_size, batch_size, "
+                "max_epochs, weights, config_json, epochs_run, wall_time_s, dataset_fingerprint, "
+                "split_fingerprint) VALUES ('widen', 'optuna', 0, 'COMPLETE', 'external:hospital-b', 'x', "
+                "'three', 1, 8, 0, 0.001, 0, 32, 8, 1, 'none', '{}', 1, 0, '', '')"
+            )
+        )
+    store = ResultStore(postgres)
+    assert upgrade_schema(store.engine) == (4, SCHEMA_VERSION)
+    store.check_schema()
+    row = config_row("widen", 0, CONFIG, "COMPLETE")
+    row.split, row.external_json = "external:hospital-b", "{}"
+    store.record(row)
+    assert [r.split for r in store.trials("widen", split="external:hospital-b")] == ["external:hospital-b"]
+    store.dispose()
