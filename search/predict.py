@@ -150,23 +150,28 @@ def _overlay_name(source: Path, taken: set[str]) -> str:
 
 def _region(card: dict[str, Any], folder: Path) -> tuple[str, Any]:
     """The card's input region and, for a lung region, the segmenter shipped beside the model."""
+    path = folder / "model_card.json"
     region = card["input"].get("region", "full")  # cards written before regions: the whole image
     if region not in REGIONS:
         raise SearchError(
-            f"The model card '{folder / 'model_card.json'}' must give input.region as one of "
-            f"{', '.join(REGIONS)}, but got {_shown(region)}."
+            f"The model card '{path}' must give `input.region` as one of {', '.join(REGIONS)}, "
+            f"but got {_shown(region)}."
         )
     if region == "full":
         return region, None
     name = card.get("files", {}).get("segmenter")
-    if not isinstance(name, str) or not (folder / name).is_file() or Path(name).name != name:
+    if not isinstance(name, str) or Path(name).name != name or not (folder / name).is_file():
         raise SearchError(
-            f"A model with input.region={region} must ship its lung segmenter in '{folder}' (files.segmenter), "
+            f"The model card '{path}' must give `files.segmenter` as a file in '{folder}' for input.region={region}, "
             f"but got {_shown(name)}."
         )
+    from cxrdata import DatasetError
     from cxrdata.lungs import load_segmenter
 
-    return region, load_segmenter(folder / name)
+    try:
+        return region, load_segmenter(folder / name, flag="files.segmenter")
+    except DatasetError as exc:  # predict answers in its own error type
+        raise SearchError(str(exc)) from None
 
 
 def _unreadable(exc: Exception) -> str:

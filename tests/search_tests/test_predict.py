@@ -275,3 +275,78 @@ def test_a_malformed_card_is_one_sentence(
     with pytest.raises(SearchError) as info:
         Predictor(folder)
     assert str(info.value) == f"The model card '{path}' must {problem}".replace("{folder}", str(folder))
+
+
+@pytest.fixture(scope="module")
+def region_dir(model_dir: Path, segmenter: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The miniature folder as export writes it for a ``lung_crop`` trial: with its segmenter."""
+    folder = tmp_path_factory.mktemp("region") / "model"
+    shutil.copytree(model_dir, folder)
+    shutil.copy(segmenter, folder / "lung_segmenter.keras")
+    card = _card(files={"keras": "model.keras", "segmenter": "lung_segmenter.keras"})
+    card["input"] |= {"region": "lung_crop", "region_margin": 0.05}
+    (folder / "model_card.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_a_lung_region_model_sees_a_raw_x_ray_as_its_trial_did(
+    region_dir: Path, segmenter: Path, tmp_path: Path
+) -> None:
+    """predict on raw files gives what the trial's own inputs (segmented, then cut) give."""
+    import keras
+
+    from cxrdata import scan
+    from search._trial import TrialData
+    from search.space import TrialConfig
+    from tests.conftest import LUNG_MASKS, RADIOGRAPHY
+
+    root = tmp_path / "raw"
+    for source, label in ((LUNG_MASKS / "images", "COVID"), (RADIOGRAPHY / "Normal" / "images", "Normal")):
+        (root / label).mkdir(parents=True)
+        for path in sorted(source.glob("*.png"))[:3]:
+            shutil.copy(path, root / label / path.name)
+    manifest = scan(root)
+    config = TrialConfig("MobileNet_0.25", 1.0, 8, 0.0, 1e-3, 0.0, "three", input_region="lung_crop", image_size=32)
+    seen = TrialData(manifest, lung_model=segmenter).inputs(config)
+    assert not np.array_equal(seen.images, TrialData(manifest).arrays(32, 0.0).images), "the region cut something"
+    model = keras.models.load_model(region_dir / "model.keras")
+    expected = model.predict(np.asarray(seen.images, np.float32), verbose=0)
+    lines = list(Predictor(region_dir).predict(manifest.paths(), tmp_path / "cams"))
+    assert np.allclose(_proba(lines), expected, atol=1e-5)
+    overlay = Image.open(lines[0]["gradcam"])
+    assert overlay.size == (32, 32), "the overlay shows the whole X-ray, not the crop"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"region": "lungs"}, 'give `input.region` as one of full, lung_crop, lung_mask, but got "lungs".'),
+        (
+            {"region": "lung_mask"},
+            "give `files.segmenter` as a file in '{folder}' for input.region=lung_mask, but got ",
+        ),
+    ],
+)
+def test_a_region_without_its_segmenter_is_one_sentence(
+    model_dir: Path, tmp_path: Path, change: dict[str, Any], problem: str
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    card = _card()
+    card["input"] |= change
+    (folder / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(SearchError) as info:
+        Predictor(folder)
+    path = folder / "model_card.json"
+    assert str(info.value).startswith(f"The model card '{path}' must {problem}".replace("{folder}", str(folder)))
+
+
+def test_a_segmenter_that_is_not_one_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    shutil.copy(model_dir / "model.keras", folder / "lung_segmenter.keras")  # a classifier, not a segmenter
+    card = _card(files={"keras": "model.keras", "segmenter": "lung_segmenter.keras"})
+    card["input"] |= {"region": "lung_crop"}
+    (folder / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(SearchError, match=r"^`files.segmenter` must be a lung segmenter"):
+        Predictor(folder)

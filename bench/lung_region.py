@@ -1,0 +1,207 @@
+"""Input regions: the best trials that see the whole X-ray, the lungs' box, or the lungs alone.
+
+    python -m bench.lung_region [--trials 10] [--out DIR] [--lung-model auto|PATH]
+
+One study per region (``full``, ``lung_crop``, ``lung_mask``) on the shared sample, each with
+the same space (below: the default space's two ImageNet backbones of these machines' weights,
+head-only or the top eighth fine-tuned, at 224 px), the same seed and split. For each study's
+top-ranked trial it reports:
+
+- validation and test COVID sensitivity/specificity at the trial's own threshold (chosen on
+  validation for specificity 0.95); the test split is read once, by ``search.evaluate``;
+- lung focus on the human-masked X-rays of ``../shared/cxr/lung-masks`` (frontal views with a
+  non-empty mask: 427 of 451), measured against the human masks in the original image's
+  coordinates: the share of Grad-CAM energy inside the lungs and its ratio to the lungs'
+  share of the image (1.0 is no better than a flat map). The sample has no masks, so its own
+  focus comes from the segmenter; these masks were drawn by people;
+- COVID sensitivity on those X-rays as an external set (another source than the sample, all
+  COVID: sensitivity is the only figure defined), via ``search.evaluate --external``.
+
+Each step is skipped when its result is already in ``--out``, so a stopped run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._paths import SHARED, shown
+
+DATA = SHARED / "cxr" / "radiography" / "COVID-19_Radiography_Dataset"
+MASKS = SHARED / "cxr" / "lung-masks"
+REGIONS = ("full", "lung_crop", "lung_mask")
+EXTERNAL = "lung-masks"
+SPACE = """
+[space]
+backbones = ["DenseNet121", "MobileNetV2"]
+schemes = ["three"]
+regions = ["{region}"]
+freeze_depth = {{ low = 0.875, high = 1.0, step = 0.125 }}
+head_width = {{ low = 32, high = 512, log = true }}
+dropout = {{ low = 0.0, high = 0.5 }}
+learning_rate = {{ low = 1e-4, high = 1e-2, log = true }}
+augment_strength = 0.0
+
+[training]
+image_size = 224
+max_epochs = 12
+patience = 3
+"""
+
+
+def _run(args: list[str], log: Path) -> float:
+    started = time.perf_counter()
+    with log.open("a") as out:
+        out.write(f"\n$ python {' '.join(args)}\n")
+        out.flush()
+        done = subprocess.run([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"python {' '.join(args[:2])} failed with exit code {done.returncode}; see {log}")
+    return time.perf_counter() - started
+
+
+def external_set(out: Path) -> Path:
+    """The human-masked frontal X-rays in a layout cxrdata reads (``COVID/images``, ``COVID/masks``)."""
+    root = out / EXTERNAL
+    if (root / "COVID" / "images").is_dir():
+        return root
+    staging = out / f".{EXTERNAL}"
+    shutil.rmtree(staging, ignore_errors=True)
+    for sub in ("images", "masks"):
+        (staging / "COVID" / sub).mkdir(parents=True)
+    with (MASKS / "metadata.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["view"] == "L":  # lateral views carry no lung annotation
+                continue
+            name = Path(row["image"]).name
+            shutil.copyfile(MASKS / row["image"], staging / "COVID" / "images" / name)
+            shutil.copyfile(MASKS / row["mask"], staging / "COVID" / "masks" / name)
+    staging.rename(root)
+    return root
+
+
+def _rows(storage: str, study: str) -> dict[str, Any]:
+    from search.store import ResultStore
+
+    store = ResultStore(storage)
+    try:
+        top = store.ranked(study, limit=1)[0]
+        rows = {"val": top}
+        for split in ("test", f"external:{EXTERNAL}"):
+            found = [r for r in store.trials(study, split=split) if r.trial_number == top.trial_number]
+            if found:
+                rows[split] = found[-1]
+        return rows
+    finally:
+        store.dispose()
+
+
+def _figures(rows: dict[str, Any], seconds: float) -> dict[str, Any]:
+    val, test, ext = rows["val"], rows.get("test"), rows.get(f"external:{EXTERNAL}")
+    config = json.loads(val.config_json)
+    return {
+        "trial": val.trial_number,
+        "backbone": val.backbone,
+        "freeze_depth": config["freeze_depth"],
+        "search_s": round(seconds),
+        "val_sensitivity": val.op_sensitivity,
+        "val_specificity": val.op_specificity,
+        "test_sensitivity": test and test.op_sensitivity,
+        "test_specificity": test and test.op_specificity,
+        "sample_focus": val.lung_focus,
+        "sample_focus_ratio": val.lung_focus_ratio,
+        "human_focus": ext and ext.lung_focus,
+        "human_focus_ratio": ext and ext.lung_focus_ratio,
+        "human_focus_n": ext and ext.lung_focus_n,
+        "external_n": ext and ext.covid_sensitivity is not None and _count(ext),
+        "external_sensitivity": ext and ext.op_sensitivity,
+        "external_sensitivity_ci": ext and [ext.op_sensitivity_low, ext.op_sensitivity_high],
+    }
+
+
+def _count(row: Any) -> int | None:
+    confusion = json.loads(row.confusion_json or "null")
+    return None if confusion is None else int(sum(map(sum, confusion)))
+
+
+def run_region(region: str, args: argparse.Namespace, external: Path) -> dict[str, Any]:
+    folder = args.out / region
+    folder.mkdir(parents=True, exist_ok=True)
+    storage, study, log = f"sqlite:///{folder / 'optuna.db'}", f"region-{region}", folder / "log.txt"
+    done = folder / "figures.json"
+    if done.exists():
+        return dict(json.loads(done.read_text()))
+    space = folder / "space.toml"
+    space.write_text(SPACE.format(region=region))
+    seconds = 0.0
+    if not (folder / "searched").exists():
+        seconds = _run(
+            ["-m", "search.launch", "--trials", str(args.trials), "--data", str(args.data), "--storage", storage,
+             "--study", study, "--config", str(space), "--weights", args.weights, "--lung-model", args.lung_model,
+             "--seed", "0", "--split-seed", "0"], log,
+        )  # fmt: skip
+        (folder / "searched").write_text(f"{seconds:.0f}\n")
+    seconds = float((folder / "searched").read_text())
+    top = _rows(storage, study)["val"].trial_number
+    _run(["-m", "search.evaluate", "--study", study, "--trial", str(top), "--storage", storage], log)
+    _run(["-m", "search.evaluate", "--study", study, "--trial", str(top), "--storage", storage,
+          "--external", str(external), "--name", EXTERNAL], log)  # fmt: skip
+    figures = _figures(_rows(storage, study), seconds)
+    done.write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    head = (
+        "| region | top trial | val sens / spec % | test sens / spec % | focus on sample (segmenter) share / ratio "
+        "| focus on human masks share / ratio (n) | external COVID sensitivity % (n) | search s |"
+    )
+    lines = [head, "|" + "---|" * 8]
+    for region, f in results.items():
+        lines.append(
+            f"| {region} | {f['trial']} {f['backbone']} fd={f['freeze_depth']} "
+            f"| {_pct(f['val_sensitivity'])} / {_pct(f['val_specificity'])} "
+            f"| {_pct(f['test_sensitivity'])} / {_pct(f['test_specificity'])} "
+            f"| {_pct(f['sample_focus'])} / {_num(f['sample_focus_ratio'])} "
+            f"| {_pct(f['human_focus'])} / {_num(f['human_focus_ratio'])} ({f['human_focus_n']}) "
+            f"| {_pct(f['external_sensitivity'])} ({f['external_n']}) | {f['search_s']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.lung_region", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--weights", default=str(SHARED / "weights"))
+    parser.add_argument("--lung-model", default="auto")
+    parser.add_argument("--regions", default=",".join(REGIONS))
+    parser.add_argument("--out", type=Path, default=Path(".bench/lung-region"))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    external = external_set(args.out)
+    print(f"data {shown(args.data)}, external set {shown(MASKS)} ({len(list((external / 'COVID/images').iterdir()))} "
+          f"frontal X-rays), {args.trials} trials per region")  # fmt: skip
+    results = {region: run_region(region, args, external) for region in args.regions.split(",")}
+    print(table(results))
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
