@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from cxrdata import did_you_mean
@@ -36,6 +37,10 @@ class TrainingSettings:
     target_specificity: float | None = 0.95
     target_sensitivity: float | None = None
     folds: int = 1  # > 1: K-fold cross-validation inside train+validation
+    # A constraint on every completed trial: lung focus / lung area (Grad-CAM) at least this much,
+    # given to Optuna's sampler (search._study.focus_constraint) and put first in the ranking.
+    # None: no constraint.
+    min_lung_focus_ratio: float | None = None
 
     @property
     def target(self) -> OperatingTarget:
@@ -45,6 +50,9 @@ class TrainingSettings:
         return OperatingTarget("specificity", self.target_specificity)
 
     def check(self) -> None:
+        ratio = self.min_lung_focus_ratio
+        if ratio is not None and not _finite_at_least_zero(ratio):
+            raise SearchError(f"`min_lung_focus_ratio >= 0` must hold, but got min_lung_focus_ratio={ratio!r}.")
         rules = [
             (16 <= self.image_size <= 2048, "`16 <= image_size <= 2048`", f"image_size={self.image_size}"),
             (self.batch_size >= 1, "`batch_size >= 1`", f"batch_size={self.batch_size}"),
@@ -77,6 +85,11 @@ class TrainingSettings:
         if self.pruner not in PRUNERS:
             hint = did_you_mean(self.pruner, PRUNERS)
             raise SearchError(f"`pruner` must be one of {', '.join(PRUNERS)}, but got {self.pruner!r}.{hint}")
+
+
+def _finite_at_least_zero(value: object) -> bool:
+    """A real number (not a bool, a string, NaN or infinity) >= 0."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 DEFAULTS = TrainingSettings()

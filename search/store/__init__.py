@@ -7,8 +7,10 @@ from search.store._ranking import (
     DIRECTIONS,
     MIN_SPECIFICITY,
     Ranking,
+    check_min_lung_focus_ratio,
     check_min_specificity,
     meets_floor,
+    meets_focus,
 )
 from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, PredictionRow, TrialRow
 from search.store._store import ArtifactRecord, ResultStore, config_row, focus_like_flat_map
@@ -32,12 +34,14 @@ __all__ = [
     "ResultStore",
     "TrialRow",
     "add_storage_argument",
+    "check_min_lung_focus_ratio",
     "check_min_specificity",
     "config_row",
     "creation_lock",
     "focus_like_flat_map",
     "mask_url",
     "meets_floor",
+    "meets_focus",
     "parse_url",
     "upgrade_schema",
 ]

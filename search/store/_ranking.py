@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case
+from sqlalchemy import ColumnElement, case, literal
 
 from search.store._schema import TrialRow
 
@@ -21,8 +21,10 @@ __all__ = [
     "DIRECTIONS",
     "MIN_SPECIFICITY",
     "Ranking",
+    "check_min_lung_focus_ratio",
     "check_min_specificity",
     "meets_floor",
+    "meets_focus",
 ]
 
 # Columns a ranking may sort on, and their direction (True: higher is better).
@@ -67,6 +69,25 @@ def meets_floor(specificity: float | None, min_specificity: float = MIN_SPECIFIC
     return specificity is not None and specificity >= min_specificity
 
 
+def check_min_lung_focus_ratio(value: float | None) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if value is not None and not ok:
+        raise ValueError(f"`min_lung_focus_ratio >= 0` must hold, but got min_lung_focus_ratio={value!r}.")
+    return value
+
+
+def meets_focus(ratio: float | None, minimum: float | None) -> bool:
+    """Whether a trial satisfies a study's lung-focus constraint (``ratio >= minimum``).
+
+    No constraint (``minimum`` None): yes. An unmeasured (None or NaN) ratio: no, a trial that
+    could not show where it looks does not meet it (the same reading as the constraint value
+    Optuna's sampler gets, see ``search._study.focus_constraint``).
+    """
+    if minimum is None:
+        return True
+    return ratio is not None and not math.isnan(ratio) and ratio >= minimum
+
+
 def _value(row: Any, name: str) -> float | None:
     value = row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -76,29 +97,50 @@ def _value(row: Any, name: str) -> float | None:
 
 @dataclass(frozen=True)
 class Ranking:
-    """Trials that reach ``min_specificity`` first; within each group, ``keys`` in order (each in
-    its own direction, unknown values last); then trial number and engine."""
+    """With ``min_lung_focus_ratio`` (a study's lung-focus constraint), trials that meet it first;
+    then trials that reach ``min_specificity``; within each group, ``keys`` in order (each in its
+    own direction, unknown values last); then trial number and engine.
+
+    The constraint comes first so that the top row (the leaderboard's first, the default winner)
+    is a feasible trial whenever one exists, even one below the specificity floor.
+    """
 
     keys: tuple[str, ...] = ("op_sensitivity", "lung_focus", "covid_auc")
     min_specificity: float = MIN_SPECIFICITY
+    min_lung_focus_ratio: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.keys if k not in DIRECTIONS]
         if unknown or not self.keys:
             raise ValueError(f"A ranking must list columns among {', '.join(DIRECTIONS)}, but got {list(self.keys)}.")
         check_min_specificity(self.min_specificity)
+        check_min_lung_focus_ratio(self.min_lung_focus_ratio)
 
     @classmethod
-    def for_figure(cls, figure: str, min_specificity: float = MIN_SPECIFICITY) -> Ranking:
+    def for_figure(
+        cls, figure: str, min_specificity: float = MIN_SPECIFICITY, min_lung_focus_ratio: float | None = None
+    ) -> Ranking:
         """The default rule around a study's ranked figure (see ``OperatingTarget.ranked_figure``)."""
-        return cls((figure, "lung_focus", "covid_auc"), min_specificity)
+        return cls((figure, "lung_focus", "covid_auc"), min_specificity, min_lung_focus_ratio)
 
     def with_keys(self, keys: Sequence[str]) -> Ranking:
-        return Ranking(tuple(keys), self.min_specificity)
+        return Ranking(tuple(keys), self.min_specificity, self.min_lung_focus_ratio)
 
     def below_floor(self) -> ColumnElement[int]:
         """1 for rows below the specificity floor (or without a specificity), else 0."""
         return case((TrialRow.covid_specificity >= self.min_specificity, 0), else_=1)
+
+    def infeasible(self) -> ColumnElement[int]:
+        """1 for rows that violate the lung-focus constraint (an unmeasured ratio does), else 0;
+        always 0 without a constraint."""
+        if self.min_lung_focus_ratio is None:
+            return literal(0)
+        return case((TrialRow.lung_focus_ratio >= self.min_lung_focus_ratio, 0), else_=1)
+
+    def feasible(self, row: Any) -> bool:
+        """Whether a row (an object or a mapping) meets the lung-focus constraint; the Python
+        reading of :meth:`infeasible`."""
+        return meets_focus(_value(row, "lung_focus_ratio"), self.min_lung_focus_ratio)
 
     def order_by(self) -> list[ColumnElement[Any]]:
         """The SQL sort clauses, best row first."""
@@ -106,12 +148,14 @@ class Ranking:
             getattr(TrialRow, k).desc().nulls_last() if DIRECTIONS[k] else getattr(TrialRow, k).asc().nulls_last()
             for k in self.keys
         ]
-        return [self.below_floor(), *order, TrialRow.trial_number, TrialRow.engine]
+        constraint = [] if self.min_lung_focus_ratio is None else [self.infeasible()]
+        return [*constraint, self.below_floor(), *order, TrialRow.trial_number, TrialRow.engine]
 
     def key(self, row: Any) -> tuple[Any, ...]:
         """A Python sort key (ascending: best first) over a row, an object or a mapping, that
         orders exactly as :meth:`order_by` does in SQL."""
-        parts: list[Any] = [0 if meets_floor(_value(row, "covid_specificity"), self.min_specificity) else 1]
+        parts: list[Any] = [] if self.min_lung_focus_ratio is None else [0 if self.feasible(row) else 1]
+        parts.append(0 if meets_floor(_value(row, "covid_specificity"), self.min_specificity) else 1)
         for name in self.keys:
             value = _value(row, name)
             parts.append((1, 0.0) if value is None else (0, -value if DIRECTIONS[name] else value))

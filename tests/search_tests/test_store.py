@@ -62,6 +62,7 @@ _VALUES = {
     "covid_specificity": [None, 0.3, 0.5, 0.9, 0.95],
     "op_sensitivity": [None, 0.9, 0.95, 1.0],
     "lung_focus": [None, 0.3, 0.4],
+    "lung_focus_ratio": [None, 0.8, 1.0, 1.2],
     "covid_auc": [None, 0.98, 0.99],
     "covid_sensitivity": [None, 0.9, 1.0],
     "loss": [None, 0.1, 0.2],
@@ -76,6 +77,10 @@ _VALUES = {
         Ranking(("loss", "op_sensitivity")),  # ascending first key
         Ranking(("covid_sensitivity",), min_specificity=0.0),
         Ranking(("op_sensitivity", "lung_focus", "covid_auc"), min_specificity=0.95),
+        # A lung-focus constraint: at, between and below the stored ratios (equality is feasible).
+        Ranking.for_figure("op_sensitivity", min_lung_focus_ratio=1.0),
+        Ranking(("lung_focus_ratio", "loss"), min_lung_focus_ratio=0.9),
+        Ranking(("covid_sensitivity",), min_specificity=0.0, min_lung_focus_ratio=0.0),
     ],
 )
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -94,9 +99,13 @@ def test_the_python_key_orders_exactly_as_sql_does(
             for name, choices in _VALUES.items():
                 setattr(row, name, rng.choice(choices))
             store.record(row)
-    in_sql = [(r.engine, r.trial_number) for r in store.ranked(study, ranking=ranking)]
+    ranked = store.ranked(study, ranking=ranking)
+    in_sql = [(r.engine, r.trial_number) for r in ranked]
     in_python = [(r.engine, r.trial_number) for r in sorted(store.trials(study), key=ranking.key)]
     assert len(in_sql) > 80 and in_sql == in_python
+    if ranking.min_lung_focus_ratio is not None:  # every feasible trial before every infeasible one
+        feasible = [ranking.feasible(r) for r in ranked]
+        assert feasible == sorted(feasible, reverse=True) and True in feasible and False in feasible
     store.dispose()
 
 
