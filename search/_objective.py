@@ -1,4 +1,8 @@
-"""The Optuna objective: suggest a config, run and record the trial, return val_loss."""
+"""The Optuna objective: suggest a config, run and record the trial, return val_loss.
+
+With the study's ``min_lung_focus_ratio`` a completed trial also gets its lung-focus constraint
+value (see ``search._study.focus_constraint``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import optuna
 from search._engines import OPTUNA
 from search._recording import TrialRecorder
 from search._runtime import run_and_record
+from search._study import FOCUS_CONSTRAINT, focus_constraint
 from search._trial import TrialData
 from search.space import SearchSpace
 
@@ -35,8 +40,14 @@ class Objective:
 
         outcome = run_and_record(config, self.data, self.recorder, trial, trial.number, report=report)
         if outcome.fit.pruned:
+            # No focus before the trial completes: a pruned trial gets no constraint value.
             raise optuna.TrialPruned(f"pruned after epoch {outcome.fit.history[-1].epoch}")
         assert outcome.metrics is not None
         trial.set_user_attr("covid_sensitivity", outcome.metrics.covid_sensitivity)
         trial.set_user_attr("accuracy", outcome.metrics.accuracy)
+        ratio = outcome.focus.ratio if outcome.focus is not None else None
+        trial.set_user_attr("lung_focus_ratio", ratio)
+        minimum = self.space.training.min_lung_focus_ratio
+        if minimum is not None:
+            trial.set_constraint(FOCUS_CONSTRAINT, focus_constraint(ratio, minimum))
         return outcome.fit.best_val_loss

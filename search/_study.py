@@ -8,21 +8,26 @@ the data lives elsewhere on its machine) a data path.
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
+from search._engines import KERAS_TUNER
 from search._errors import SearchError
 from search._settings import settings as current_settings
 from search.space import SearchSpace, TrainingSettings
 from search.store import Ranking, mask_url
 
 __all__ = [
+    "FOCUS_CONSTRAINT",
     "StudyInfo",
+    "check_engine_constraints",
     "check_study_exists",
     "create_study",
+    "focus_constraint",
     "load_study",
     "make_pruner",
     "make_storage",
@@ -88,8 +93,51 @@ class StudyInfo:
 
 def study_ranking(space: SearchSpace) -> Ranking:
     """The default ranking of a study over ``space``: sensitivity at the target specificity (or
-    specificity at the target sensitivity), then lung focus, then COVID AUC."""
-    return Ranking.for_figure(space.training.target.ranked_figure)
+    specificity at the target sensitivity), then lung focus, then COVID AUC; with a lung-focus
+    constraint, the trials that meet it before all others."""
+    t = space.training
+    return Ranking.for_figure(t.target.ranked_figure, min_lung_focus_ratio=t.min_lung_focus_ratio)
+
+
+# The lung-focus constraint, as Optuna stores it on a trial (``trial.constraints[FOCUS_CONSTRAINT]``).
+#
+# Optuna's constrained optimisation: a trial whose constraint values are all <= 0 is feasible.
+# TPE splits the trials it has seen into "good" and "bad" ones, feasible completed trials (by
+# validation loss) first, then pruned ones, then infeasible ones (smallest violation first), so
+# it learns to avoid the region of infeasible trials; ``study.best_trial`` is the best feasible
+# one. Optuna 5 takes constraints from ``Trial.set_constraint`` in the objective (the
+# ``constraints_func`` of its samplers is deprecated there, to be removed in Optuna 7), so the
+# value is set by the objective (``search._objective``) of whichever worker runs the trial, from
+# the study's stored search space: every worker, on any machine, applies the same constraint,
+# and any sampler reads it. The single objective and the pruner stay as they are.
+FOCUS_CONSTRAINT = "lung_focus_ratio"
+
+
+def focus_constraint(ratio: float | None, minimum: float) -> float:
+    """The constraint value of a completed trial: ``minimum - ratio`` (feasible when <= 0).
+
+    A trial whose lung focus could not be measured (no lung mask on its validation images, or
+    every heatmap blank) is infeasible and counts as worse than any measured trial:
+    ``minimum + 1``, as if its ratio were -1. The constraint asks for evidence that the model
+    looks at the lungs, and such a trial has none; launch refuses the option on data without
+    any lung mask or segmenter, where every trial would be unmeasured. Pruned trials get no
+    value (they have no focus yet): Optuna reads a trial without constraint values as feasible,
+    so TPE judges them by their last validation loss, as without the constraint.
+    """
+    if ratio is None or math.isnan(ratio):
+        return float(minimum) + 1.0
+    return float(minimum) - float(ratio)
+
+
+def check_engine_constraints(space: SearchSpace, engine: str) -> None:
+    """Refuse a lung-focus constraint on an engine that cannot apply it (KerasTuner's oracles
+    take no constraints)."""
+    minimum = space.training.min_lung_focus_ratio
+    if engine == KERAS_TUNER and minimum is not None:
+        raise SearchError(
+            f"`min_lung_focus_ratio` needs the Optuna engine (KerasTuner's oracles take no constraints), but got "
+            f"min_lung_focus_ratio={minimum} with --engine keras-tuner; drop it or use --engine optuna."
+        )
 
 
 def make_storage(url: str) -> optuna.storages.RDBStorage:
@@ -129,7 +177,9 @@ def make_pruner(settings: TrainingSettings) -> optuna.pruners.BasePruner:
 
 
 def _sampler(seed: int) -> optuna.samplers.BaseSampler:
-    # Constant liar: parallel workers treat running trials as bad, so they spread out.
+    # Constant liar: parallel workers treat running trials as bad, so they spread out. No
+    # constraints_func: a lung-focus constraint is set on each trial by the objective and read
+    # from there by TPE (see FOCUS_CONSTRAINT), so every worker's sampler is built the same way.
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
 
 

@@ -29,11 +29,13 @@ def run_keras_tuner(
     import optuna
 
     from search._runtime import open_runtime
+    from search._study import check_engine_constraints
     from search.kerastuner._tuner import ENGINE, SpaceHyperModel, SpaceTuner, make_oracle
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     runtime = open_runtime(storage, study_name, data=data)
     info = runtime.info
+    check_engine_constraints(info.space, ENGINE)  # a study made with a lung-focus constraint: refused
     engine = SpaceTuner(
         deadline=deadline,
         oracle=make_oracle(tuner, info.space, info.seed, max_trials=n_trials),
