@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 
 from search._engines import ENGINES, TUNERS
@@ -51,6 +52,16 @@ def _folds(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"`--folds >= 2` must hold (leave it out for one train/validation split), but got {value}"
         )
+    return value
+
+
+def _min_lung_focus_ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"`--min-lung-focus-ratio >= 0` must hold, but got {text!r}")
     return value
 
 
@@ -104,6 +115,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--folds",
         type=_folds,
         help="K-fold cross-validation inside train+validation (K >= 2; the test split stays out)",
+    )
+    p.add_argument(
+        "--min-lung-focus-ratio",
+        type=_min_lung_focus_ratio,
+        metavar="R",
+        help="constraint: a completed trial whose Grad-CAM lung focus / lung area is below R (1.0: a flat map) "
+        "or unmeasured is infeasible; Optuna avoids such trials and they rank last (overrides the config)",
     )
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default: 0)")
     p.add_argument("--split-seed", type=int, default=0, help="train/val/test split seed (default: 0)")

@@ -12,7 +12,7 @@ from search._settings import check_settings, settings
 from search._study import study_ranking
 from search.launch._args import parse_args
 from search.launch._plan import prepare
-from search.launch._summary import top_table
+from search.launch._summary import feasibility_line, top_table
 from search.launch._supervise import run_tuner, run_workers
 from search.store import MIN_SPECIFICITY, ResultStore, mask_url
 
@@ -34,14 +34,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     status = run_workers(plan) if plan.engine == "optuna" else run_tuner(plan)
     store = ResultStore(plan.storage)
-    rows = store.ranked(plan.study, limit=5, ranking=study_ranking(plan.space))
+    minimum = plan.space.training.min_lung_focus_ratio
+    # With a constraint every completed trial is counted; else the top five are all it shows.
+    completed = store.ranked(plan.study, limit=5 if minimum is None else None, ranking=study_ranking(plan.space))
+    rows = completed[:5]
     target = plan.space.training.target
+    constraint = ""
+    if minimum is not None:
+        constraint = f"; those below lung focus / lung area {minimum:g} (or unmeasured) after all others"
     print(
         f"\nWall time {time.perf_counter() - started:.0f}s. Top trials (validation split; COVID threshold chosen "
         f"for {target.describe()}, ranked by the {'sensitivity' if target.kind == 'specificity' else 'specificity'} "
-        f"it gives; those below argmax COVID specificity {MIN_SPECIFICITY:.2f} after the others):"
+        f"it gives; those below argmax COVID specificity {MIN_SPECIFICITY:.2f} after the others{constraint}):"
     )
     print(top_table(rows) if rows else "  no completed trial yet")
+    if minimum is not None:
+        print(feasibility_line(completed, minimum))
     if rows:
         storage = "" if plan.storage == settings().storage else " --storage URL"
         print(

@@ -62,6 +62,7 @@ def _space(args: argparse.Namespace) -> SearchSpace:
         target_specificity=args.target_specificity,
         target_sensitivity=args.target_sensitivity,
         folds=args.folds,
+        min_lung_focus_ratio=args.min_lung_focus_ratio,
     )
     return space.check()
 
@@ -109,7 +110,7 @@ def _existing_data_path(storage: str, study: str) -> str | None:
 
 def prepare(args: argparse.Namespace) -> Plan:
     """Everything before the first trial: check arguments, read the data, create schema and study."""
-    from search._study import StudyInfo, create_study, make_storage
+    from search._study import StudyInfo, check_engine_constraints, create_study, make_storage
 
     workers = len(args.gpus) if args.gpus else args.workers
     if args.engine == KERAS_TUNER and workers > 1:
@@ -118,6 +119,7 @@ def prepare(args: argparse.Namespace) -> Plan:
             f"database), but got {workers} workers: use --workers 1, or --engine optuna for many workers."
         )
     space = _space(args)
+    check_engine_constraints(space, args.engine)
     weights = _check_weights_available(space, args.weights)
     with creation_lock(args.storage):  # two launches at once: the second waits, then finds the tables
         ResultStore(args.storage).create_schema()
@@ -129,6 +131,7 @@ def prepare(args: argparse.Namespace) -> Plan:
     manifest = scan(data, progress=True)
     space = _schemes_for(space, manifest, explicit=bool(args.schemes or args.config))
     lung_model = _lung_model(args.lung_model, manifest)
+    _check_focus_measurable(space, manifest, lung_model)
     if manifest.excluded:
         _logger.info(f"{len(manifest.excluded)} file(s) excluded (see python -m cxrdata.inspect {data}).")
     cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else _beside_db(args.storage, ".cache")
@@ -179,6 +182,18 @@ def _lung_model(path: str | None, manifest: Manifest) -> str | None:
     if not model.is_file() or model.suffix != ".keras":
         raise SearchError(f"`--lung-model` must be an existing .keras file, but got '{path}'.")
     return str(model.resolve())
+
+
+def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: str | None) -> None:
+    """A lung-focus constraint on data where no trial's focus can be measured would make every
+    trial infeasible: refused."""
+    minimum = space.training.min_lung_focus_ratio
+    if minimum is not None and lung_model is None and not any(e.mask for e in manifest.entries):
+        raise SearchError(
+            f"`min_lung_focus_ratio` needs lung masks to measure lung focus, but got min_lung_focus_ratio={minimum} "
+            "on a dataset without any and no --lung-model; pass --lung-model (python -m cxrdata.lungs train) or "
+            "drop the constraint."
+        )
 
 
 def _warm_caches(manifest: Manifest, space: SearchSpace, cache_dir: Path, artifacts: str) -> None:

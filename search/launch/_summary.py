@@ -1,12 +1,12 @@
-"""What launch prints at the end: the top trials as a text table."""
+"""What launch prints at the end: the top trials as a text table, and how many met the study's constraint."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from search.store import TrialRow
+from search.store import TrialRow, meets_focus
 
-__all__ = ["top_table"]
+__all__ = ["feasibility_line", "top_table"]
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -30,6 +30,7 @@ def top_table(rows: Sequence[TrialRow]) -> str:
         "COVID spec @ target",
         "threshold",
         "COVID AUC",
+        "focus/lung",
         "accuracy",
         "epochs",
         "time",
@@ -46,6 +47,7 @@ def top_table(rows: Sequence[TrialRow]) -> str:
             _fmt(r.op_specificity),
             _fmt(r.covid_threshold, 4),
             _fmt(r.covid_auc),
+            _fmt(r.lung_focus_ratio, 2),
             _fmt(r.accuracy),
             str(r.epochs_run),
             f"{r.wall_time_s:.0f}s",
@@ -54,3 +56,17 @@ def top_table(rows: Sequence[TrialRow]) -> str:
     ]
     widths = [max(len(line[c]) for line in lines) for c in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
+
+
+def feasibility_line(rows: Sequence[TrialRow], minimum: float) -> str:
+    """How many completed trials met the lung-focus constraint ``lung focus / lung area >= minimum``."""
+    feasible = sum(meets_focus(r.lung_focus_ratio, minimum) for r in rows)
+    unmeasured = sum(r.lung_focus_ratio is None for r in rows)
+    text = f"Feasible (lung focus / lung area >= {minimum:g}): {feasible} of {len(rows)} completed trial(s)"
+    if feasible < len(rows):
+        text += "; the others rank after them"
+        if unmeasured:
+            text += f" ({unmeasured} without a measured lung focus)"
+    if rows and not feasible:
+        text += ". No trial meets the constraint: the top trial above is infeasible"
+    return text + "."
