@@ -15,7 +15,7 @@ from search.export._card import row_summary, summary
 from search.logging import get_logger
 from search.metrics import COVID_LABEL, OperatingTarget, compute_metrics
 from search.space import TrialConfig
-from search.store import Predictions, ResultStore, TrialRow
+from search.store import Predictions, Ranking, ResultStore, TrialRow
 
 __all__ = ["DEFAULT_ENSEMBLE", "Choice", "Member", "check_choice_args", "choose", "load_members", "validation_figures"]
 
@@ -55,7 +55,7 @@ def check_choice_args(trial: int | None, ensemble: int | None, members: Sequence
         raise SearchError(f"`--members` must name distinct trials, but got {list(members)}.")
 
 
-def _eligible(store: ResultStore, study: str, ranking: Any) -> list[TrialRow]:
+def _eligible(store: ResultStore, study: str, ranking: Ranking) -> list[TrialRow]:
     """Completed trials with a stored model, best-ranked first."""
     return [r for r in store.ranked(study, ranking=ranking) if any(a.kind == "model" for a in r.artifacts)]
 
@@ -110,6 +110,7 @@ def _pool(
             )
         return [by_number[m] for m in members], stored
     if ensemble is None:
+        eligible = _feasible_first(eligible, sd.info.ranking, study)
         with_predictions = [r for r in eligible if r.trial_number in stored]
         return _same_input(with_predictions or eligible)[:DEFAULT_ENSEMBLE], stored
     eligible = _same_input(eligible)
@@ -119,6 +120,21 @@ def _pool(
             f"model and the leader's input region, but got {ensemble}."
         )
     return eligible[:ensemble], stored
+
+
+def _feasible_first(eligible: list[TrialRow], ranking: Ranking, study: str) -> list[TrialRow]:
+    """The default pool under a lung-focus constraint: only trials that meet it, when any with a
+    saved model does (the ensemble selection would otherwise pick infeasible members by loss)."""
+    if ranking.min_lung_focus_ratio is None:
+        return eligible
+    feasible = [r for r in eligible if ranking.feasible(r)]
+    if not feasible:
+        _logger.warning(
+            f"no completed trial of {study!r} with a saved model meets lung focus / lung area >= "
+            f"{ranking.min_lung_focus_ratio:g}; the ensemble is chosen among infeasible trials."
+        )
+        return eligible
+    return feasible
 
 
 def _check_measured_alike(pool: Sequence[TrialRow], stored: dict[int, Predictions]) -> None:
