@@ -132,7 +132,9 @@ def _sidebar(url: str) -> _View | None:
         engines=tuple(st.sidebar.multiselect("Engine", choices["engines"])),
     )
     live = st.sidebar.toggle("Refresh while workers run", value=True)
-    return _View(study, Ranking(tuple(rule or default.keys), floor), filters, 10 if live else None)
+    # The study's lung-focus constraint (if any) stays part of every rule chosen here.
+    chosen = Ranking(tuple(rule or default.keys), floor, default.min_lung_focus_ratio)
+    return _View(study, chosen, filters, 10 if live else None)
 
 
 # Short headers for the COVID figures, so they fit a 1,500 px window without scrolling.
@@ -161,6 +163,7 @@ _COLUMNS = {
     "wall_time_s": st.column_config.NumberColumn("time (s)", format="%.0f"),
     "params": st.column_config.NumberColumn("parameters", format="%d"),
     "below_floor": st.column_config.CheckboxColumn("below specificity floor"),
+    "infeasible": st.column_config.CheckboxColumn("below lung-focus constraint"),
 }
 
 
@@ -177,7 +180,7 @@ def _board(url: str, view: _View) -> pd.DataFrame:
     if not frame.empty and frame["lung_focus"].isna().all():
         st.caption("Lung focus is not measured for these trials yet; it ranks as unknown.")
     st.dataframe(
-        frame,
+        frame if view.rule.min_lung_focus_ratio is not None else frame.drop(columns="infeasible"),
         hide_index=True,
         column_config=_COLUMNS,
     )
@@ -193,11 +196,23 @@ def _board(url: str, view: _View) -> pd.DataFrame:
     return frame
 
 
-def _charts(url: str, study: str) -> None:
+def _front(url: str, study: str) -> list[int] | None:
+    """Optuna's own Pareto front of a multi-objective study; None otherwise, or where the database
+    holds results without Optuna's study."""
+    try:
+        return charts.optuna_front(_optuna_study(url, study))
+    except Exception:  # a results-only database, or Optuna's tables unreadable: the plane's own front
+        return None
+
+
+def _charts(url: str, study: str, rule: Ranking) -> None:
     kind: str = st.selectbox("Chart", list(CHARTS), format_func=lambda k: CHARTS[k])
     try:
         if kind == "sensitivity":
-            st.plotly_chart(charts.sensitivity_focus_figure(_all(url, study)))
+            figure = charts.sensitivity_focus_figure(
+                _all(url, study), min_lung_focus_ratio=rule.min_lung_focus_ratio, front_trials=_front(url, study)
+            )
+            st.plotly_chart(figure)
         else:
             st.plotly_chart(charts.optuna_figure(_optuna_study(url, study), kind))
     except (ValueError, RuntimeError) as exc:  # e.g. importances before two trials completed
@@ -349,7 +364,7 @@ def main() -> None:
     @st.fragment(run_every=view.every)
     def live() -> None:
         top = _board(url, view)
-        _charts(url, view.study)
+        _charts(url, view.study, view.rule)
         _trial_page(url, view.study, top)
         _export_ensemble(url, view.study)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import optuna
 import pandas as pd
@@ -16,6 +16,7 @@ __all__ = [
     "confusion_figure",
     "learning_curve_figure",
     "optuna_figure",
+    "optuna_front",
     "roc_figure",
     "sensitivity_focus_figure",
 ]
@@ -25,16 +26,43 @@ __all__ = [
 IMPORTANCE_MAX_TRIALS = 1000
 
 
-def sensitivity_focus_figure(frame: pd.DataFrame) -> go.Figure:
+def sensitivity_focus_figure(
+    frame: pd.DataFrame,
+    *,
+    min_lung_focus_ratio: float | None = None,
+    front_trials: Collection[int] | None = None,
+) -> go.Figure:
     """COVID sensitivity (at the target specificity where trials have it) against lung focus,
     Pareto front marked. Until lung focus is measured, the y axis falls back to COVID AUC and the
-    title says so."""
+    title says so.
+
+    ``min_lung_focus_ratio`` (a study's lung-focus constraint): the y axis is lung focus / lung
+    area, the figure the constraint is on, with the threshold drawn as a line and the trials
+    below it marked infeasible (the unmeasured ones, also infeasible, are counted in the title).
+    ``front_trials`` (the Optuna trial numbers of a multi-objective study's ``best_trials``, see
+    :func:`optuna_front`): Optuna's own front is marked instead of the one drawn from this plane.
+    """
     done = frame[frame["state"] == "COMPLETE"].copy()
     x = "op_sensitivity" if "op_sensitivity" in done and done["op_sensitivity"].notna().any() else "covid_sensitivity"
     measured = done["lung_focus"].notna().any()
-    y = "lung_focus" if measured else "covid_auc"
-    done["pareto"] = pareto_front(done, x, y)
+    constrained = min_lung_focus_ratio is not None and "lung_focus_ratio" in done
+    y = "lung_focus_ratio" if constrained and measured else "lung_focus" if measured else "covid_auc"
+    if front_trials is not None:
+        engine = done["engine"] if "engine" in done else pd.Series("optuna", index=done.index)
+        done["pareto"] = done["trial_number"].isin(list(front_trials)) & (engine == "optuna")
+        front_name = "Optuna's Pareto front (study.best_trials)"
+    else:
+        done["pareto"] = pareto_front(done, x, y)
+        front_name = "Pareto front"
     title = f"{LABELS[x]} vs {LABELS[y]}" + ("" if measured else " (lung focus not measured yet)")
+    if constrained:
+        assert min_lung_focus_ratio is not None
+        ratio = done["lung_focus_ratio"]
+        done["infeasible"] = ~(ratio >= min_lung_focus_ratio)  # NaN (unmeasured) compares False: infeasible
+        unmeasured = int(ratio.isna().sum())
+        title += f"; infeasible: below {min_lung_focus_ratio:g}" + (
+            f" ({unmeasured} unmeasured, not shown)" if unmeasured else ""
+        )
     fig = px.scatter(
         done,
         x=x,
@@ -46,8 +74,36 @@ def sensitivity_focus_figure(frame: pd.DataFrame) -> go.Figure:
         title=title,
     )
     front = done[done["pareto"]].sort_values(x)
-    fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="Pareto front", line={"dash": "dot"}))
+    fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name=front_name, line={"dash": "dot"}))
+    if constrained and y == "lung_focus_ratio":
+        assert min_lung_focus_ratio is not None
+        bad = done[done["infeasible"] & done[y].notna()]
+        fig.add_trace(
+            go.Scatter(
+                x=bad[x],
+                y=bad[y],
+                mode="markers",
+                name=f"infeasible (below {min_lung_focus_ratio:g})",
+                marker={"symbol": "x-thin-open", "size": 14, "color": "red", "line": {"width": 2}},
+                customdata=bad["trial_number"],
+                hovertemplate="trial %{customdata}: infeasible<extra></extra>",
+            )
+        )
+        fig.add_hline(
+            y=min_lung_focus_ratio,
+            line_dash="dash",
+            line_color="red",
+            annotation_text=f"min lung focus / lung area {min_lung_focus_ratio:g}",
+        )
     return fig
+
+
+def optuna_front(study: optuna.Study) -> list[int] | None:
+    """The trial numbers of Optuna's own Pareto front (``study.best_trials``, feasible trials only
+    in a constrained study) when the study is multi-objective; None for a single objective."""
+    if len(study.directions) <= 1:
+        return None
+    return [t.number for t in study.best_trials]
 
 
 def optuna_figure(study: optuna.Study, kind: str) -> go.Figure:

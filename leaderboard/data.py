@@ -178,6 +178,12 @@ def rule_text(ranking: Ranking) -> str:
     parts = [f"{LABELS.get(c, c)} {'↓' if RANKABLE.get(c, True) else '↑'}" for c in ranking.keys]
     floor = ranking.min_specificity
     floor_text = f"; trials below argmax COVID specificity {floor:.2f} rank after the others" if floor > 0 else ""
+    minimum = ranking.min_lung_focus_ratio
+    if minimum is not None:
+        floor_text += (
+            f"; the study's constraint: trials below lung focus / lung area {minimum:g} (or unmeasured) "
+            "rank after every trial that meets it"
+        )
     return "Ranked by " + ", then ".join(parts) + f" (unknown values last{floor_text}; validation split only)."
 
 
@@ -199,6 +205,8 @@ def top_line(frame: pd.DataFrame) -> str:
     else:
         text += f"COVID sensitivity {_fmt(top['covid_sensitivity'])} (argmax), "
     text += f"COVID AUC {_fmt(top['covid_auc'])}, lung focus {_fmt(top['lung_focus'])}"
+    if top.get("infeasible", False):
+        text += " — below the study's lung-focus constraint, like every trial shown"
     if top["below_floor"]:
         text += " — below the specificity floor, like every trial shown"
     ratio = None if pd.isna(top["lung_focus_ratio"]) else float(top["lung_focus_ratio"])
@@ -233,7 +241,9 @@ def ranking(
     """One page of the ranked table and the number of matching trials.
 
     Trials below the rule's specificity floor (a model calling everything COVID has argmax
-    sensitivity 1.0) rank after all others and are marked in the ``below_floor`` column.
+    sensitivity 1.0) rank after all others and are marked in the ``below_floor`` column; under a
+    lung-focus constraint, trials that violate it rank after every trial that meets it and are
+    marked in the ``infeasible`` column (False throughout without a constraint).
     """
     floor = rule.below_floor()
     conditions = [TrialRow.study_name == study, TrialRow.split == "val"]
@@ -245,14 +255,20 @@ def ranking(
     ):
         if values:
             conditions.append(column.in_(values))
-    columns = [*(getattr(TrialRow, c) for c in TABLE_COLUMNS), floor.label("below_floor")]
+    columns = [
+        *(getattr(TrialRow, c) for c in TABLE_COLUMNS),
+        floor.label("below_floor"),
+        rule.infeasible().label("infeasible"),
+    ]
     with Session(engine) as session:
         total = session.scalar(select(func.count()).select_from(TrialRow).where(*conditions)) or 0
         rows = session.execute(
             select(*columns).where(*conditions).order_by(*rule.order_by()).offset(page * page_size).limit(page_size)
         ).all()
-    frame = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, "below_floor"])
+    frame = pd.DataFrame(rows, columns=[*TABLE_COLUMNS, "below_floor", "infeasible"])
     frame["below_floor"] = frame["below_floor"].astype(bool) & frame["covid_sensitivity"].notna()
+    # A pruned or failed trial has no focus to judge: only completed ones are marked.
+    frame["infeasible"] = frame["infeasible"].astype(bool) & (frame["state"] == "COMPLETE")
     frame.insert(0, "rank", range(page * page_size + 1, page * page_size + 1 + len(frame)))
     return frame, int(total)
 
@@ -461,10 +477,12 @@ def study_version(engine: Engine, study: str) -> str:
 
 
 def study_ranking(engine: Engine, study: str) -> Ranking:
-    """The study's own default ranking (its operating target decides the first figure)."""
+    """The study's own default ranking (its operating target decides the first figure; its
+    lung-focus constraint, if any, puts the trials that meet it first)."""
     from search.space import SearchSpace
 
     space = _study_attr(engine, study, "cxr_space")
     if space is None:
         return DEFAULT_RANKING
-    return Ranking.for_figure(SearchSpace.from_dict(json.loads(space)).training.target.ranked_figure)
+    training = SearchSpace.from_dict(json.loads(space)).training
+    return Ranking.for_figure(training.target.ranked_figure, min_lung_focus_ratio=training.min_lung_focus_ratio)
