@@ -1,19 +1,25 @@
 """Lung masks for datasets that come without them: a small U-Net trained on image/mask pairs.
 
-    python -m cxrdata.lungs train --masks DIR --out lungs.keras [--size 128] [--epochs 40]
+    python -m cxrdata.lungs train --masks DIR --out lungs.keras [--size 128] [--base 16] [--epochs 40]
     python -m cxrdata.lungs dice --masks DIR --model lungs.keras
 
 ``DIR`` holds ``images/NAME.png`` and ``masks/NAME.png`` (255 = lung), as
 ``../shared/cxr/lung-masks`` does; an optional ``metadata.csv`` with ``image`` and
-``patient_id`` columns keeps each patient on one side of the held-out split. TensorFlow is
-imported only inside the functions that need it.
+``patient_id`` columns keeps each patient on one side of the held-out split. ``train`` writes
+the model and, beside it, ``lungs.json``: how it was trained and its held-out Dice.
+
+A segmenter trained this way ships with the package (``packaged_segmenter()``, see
+``cxrdata/segmenter/README.md``). TensorFlow is imported only inside the functions that need it.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
+import time
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +32,82 @@ from PIL import Image
 from cxrdata._decode import IMAGE_SUFFIXES, decode_image, decode_mask
 from cxrdata._errors import DatasetError, ImageDecodeError
 
-__all__ = ["MaskPairs", "dice", "load_pairs", "main", "segment", "train_segmenter"]
+__all__ = [
+    "MaskPairs",
+    "dice",
+    "load_pairs",
+    "load_segmenter",
+    "main",
+    "packaged_segmenter",
+    "segment",
+    "segmenter_card",
+    "train_segmenter",
+]
+
+
+def packaged_segmenter() -> Path:
+    """The lung segmenter shipped with the package (a 128 px U-Net; ``cxrdata/segmenter/README.md``)."""
+    return Path(__file__).resolve().parent / "segmenter" / "lungs.keras"
+
+
+def segmenter_card(path: str | Path) -> dict[str, Any] | None:
+    """What ``train`` wrote beside a segmenter (``NAME.json``: training and held-out Dice), if anything."""
+    card = Path(path).with_suffix(".json")
+    try:
+        loaded = json.loads(card.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+_SHAPE_RULE = "a lung segmenter with input (S, S, 1) and output (S, S, 1)"
+
+
+def _check_file(path: Path, flag: str) -> None:
+    """The checks that need no TensorFlow: an existing ``.keras`` file that is a Keras archive."""
+    if not path.is_file() or path.suffix != ".keras":
+        raise DatasetError(f"`{flag}` must be an existing .keras file, but got '{path}'.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        raise DatasetError(
+            f"`{flag}` must be {_SHAPE_RULE} saved by Keras, but '{path}' is not a Keras model file."
+        ) from None
+
+
+def _shape(tensors: Any) -> str:
+    shapes = [tuple(t.shape)[1:] for t in tensors]
+    return " and ".join("(" + ", ".join(str(d) for d in s) + ")" for s in shapes) or "nothing"
+
+
+def load_segmenter(path: str | Path, flag: str = "--lung-model") -> Any:
+    """The Keras model in ``path`` (loaded in safe mode), when it is a lung segmenter: one gray
+    input ``(S, S, 1)`` and one mask output ``(S, S, 1)`` of the same size. Anything else is
+    refused with one sentence naming the file and the rule."""
+    path = Path(path)
+    _check_file(path, flag)
+    import keras
+
+    try:
+        model = keras.models.load_model(path, safe_mode=True, compile=False)
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    except Exception:  # Keras raises many types for a file it cannot rebuild
+        raise DatasetError(
+            f"`{flag}` must be {_SHAPE_RULE} saved by Keras, but '{path}' could not be loaded as a Keras model."
+        ) from None
+    shapes = [tuple(t.shape) for t in inputs + outputs]
+    size = shapes[0][1] if shapes and len(shapes[0]) > 1 else None
+    if (
+        len(inputs) != 1
+        or len(outputs) != 1
+        or not isinstance(size, int)
+        or any(s[1:] != (size, size, 1) for s in shapes)
+    ):
+        raise DatasetError(
+            f"`{flag}` must be {_SHAPE_RULE}, but '{path}' takes {_shape(inputs)} and gives {_shape(outputs)}."
+        )
+    return model
 
 
 @dataclass
@@ -40,13 +121,15 @@ class MaskPairs:
     skipped: dict[str, str]  # file name -> why it is not a usable pair
 
 
-def _patients(folder: Path) -> dict[str, str]:
+def _patients(folder: Path, column: str = "patient_id") -> dict[str, str]:
     meta = folder / "metadata.csv"
     if not meta.is_file():
         return {}
     with meta.open(newline="", encoding="utf-8") as handle:
         return {
-            Path(row["image"]).name: row.get("patient_id") or "" for row in csv.DictReader(handle) if row.get("image")
+            Path(row["image"]).name: (row.get(column) or "").strip()
+            for row in csv.DictReader(handle)
+            if row.get("image")
         }
 
 
@@ -137,9 +220,10 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def train_segmenter(
-    pairs: MaskPairs, train: np.ndarray, *, epochs: int = 40, batch_size: int = 16, seed: int = 0
+    pairs: MaskPairs, train: np.ndarray, *, epochs: int = 40, batch_size: int = 16, seed: int = 0, base: int = 16
 ) -> Any:
-    """Train the U-Net on ``train`` pairs with flips and mild affine augmentation."""
+    """Train the U-Net (``base`` filters in its first block) on ``train`` pairs with flips and
+    mild affine augmentation."""
     import keras
     import tensorflow as tf
 
@@ -147,7 +231,7 @@ def train_segmenter(
 
     keras.utils.set_random_seed(seed)
     size = pairs.images.shape[1]
-    model = _unet(size)
+    model = _unet(size, base)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=_dice_loss)
     stacked = np.concatenate([pairs.images[train], pairs.masks[train] * 255], axis=-1).astype(np.float32)
     data = tf.data.Dataset.from_tensor_slices(stacked).shuffle(len(stacked), seed=seed).batch(batch_size)
@@ -159,7 +243,10 @@ def train_segmenter(
 
     data = tf.data.Dataset.zip(data, seeds).map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
     model.fit(data, epochs=epochs, verbose=0)
-    return model
+    # Uncompiled, so a saved file holds the weights that segment and no optimizer state (a third the size).
+    trained = _unet(size, base)
+    trained.set_weights(model.get_weights())
+    return trained
 
 
 def segment(model: Any, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -197,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_p.add_argument("--masks", required=True, help="folder with images/ and masks/")
     train_p.add_argument("--out", required=True, type=Path, help="where to write the .keras model")
     train_p.add_argument("--size", type=int, default=128)
+    train_p.add_argument("--base", type=int, default=16, help="filters of the first U-Net block (default: 16)")
     train_p.add_argument("--epochs", type=int, default=40)
     train_p.add_argument("--seed", type=int, default=0)
     dice_p = sub.add_parser("dice", help="Dice of a trained segmenter on its held-out patients")
@@ -210,13 +298,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise DatasetError(f"`--out` must end in .keras, but got '{args.out}'.")
             pairs = load_pairs(args.masks, args.size)
             train, test = held_out(pairs, seed=args.seed)
-            model = train_segmenter(pairs, train, epochs=args.epochs, seed=args.seed)
+            started = time.perf_counter()
+            model = train_segmenter(pairs, train, epochs=args.epochs, seed=args.seed, base=args.base)
+            train_s = time.perf_counter() - started
             args.out.parent.mkdir(parents=True, exist_ok=True)
             model.save(args.out)
         else:
-            import keras
-
-            model = keras.models.load_model(args.model, safe_mode=True, compile=False)
+            model = load_segmenter(args.model, flag="--model")
             pairs = load_pairs(args.masks, int(model.input.shape[1]))
             _, test = held_out(pairs, seed=args.seed)
     except DatasetError as exc:
@@ -226,8 +314,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         reasons = ", ".join(f"{n} {r}" for r, n in Counter(pairs.skipped.values()).most_common())
         print(f"skipped {len(pairs.skipped)} pair(s): {reasons}")
     scores = dice(segment(model, pairs.images[test]), pairs.masks[test][..., 0])
-    print(f"held-out Dice over {len(test)} images of {len(set(pairs.patients[i] for i in test))} patients: "
+    patients = len(set(pairs.patients[i] for i in test))
+    print(f"held-out Dice over {len(test)} images of {patients} patients: "
           f"mean {scores.mean():.3f}, median {np.median(scores):.3f}, min {scores.min():.3f}")  # fmt: skip
+    if args.command == "train":
+        licences = _patients(Path(args.masks), "license")
+        card = {
+            "model": args.out.name,
+            "input": [args.size, args.size, 1],
+            "base": args.base,
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "params": int(model.count_params()),
+            "train_seconds": round(train_s),
+            "command": (
+                f"python -m cxrdata.lungs train --masks {args.masks} --out {args.out} --size {args.size} "
+                f"--base {args.base} --epochs {args.epochs} --seed {args.seed}"
+            ),
+            "pairs": {"usable": len(pairs.names), "skipped": dict(Counter(pairs.skipped.values()))},
+            "train": {"images": len(train), "patients": len(set(pairs.patients[i] for i in train))},
+            "held_out": {
+                "images": len(test),
+                "patients": patients,
+                "dice_mean": round(float(scores.mean()), 4),
+                "dice_median": round(float(np.median(scores)), 4),
+                "dice_min": round(float(scores.min()), 4),
+            },
+            "train_licences": dict(Counter(licences.get(pairs.names[i]) or "not stated" for i in train).most_common()),
+        }
+        args.out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
