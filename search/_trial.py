@@ -154,9 +154,9 @@ class TrialData:
             cache = self.cache_dir / f"lungs-{self.manifest.fingerprint}-{image_size}-{crop:.4f}-{digest}.npy"
             if cache.is_file():
                 return np.asarray(np.load(cache), dtype=bool)
-        from cxrdata.lungs import segment
+        from cxrdata.lungs import load_segmenter, segment
 
-        model = keras.models.load_model(self.lung_model, safe_mode=True, compile=False)
+        model = load_segmenter(self.lung_model)  # the file launch checked, checked again: it may have changed
         masks = segment(model, np.asarray(arrays.images))
         if cache is not None:
             with atomic_write(cache) as staging:  # concurrent workers never read half a file
