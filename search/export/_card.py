@@ -13,6 +13,7 @@ __all__ = [
     "INTENDED_USE",
     "WARNING",
     "caveats",
+    "external_markdown",
     "fmt",
     "markdown",
     "result_caveats",
@@ -196,12 +197,50 @@ Intended use: {INTENDED_USE}
 
 Validation figures chose the model and its threshold; only the test column is an estimate for new images
 from the same sources, and even it says nothing about other hospitals, devices or populations.
+{external_markdown(card)}
 
 Caveats (where a result could be a shortcut):
 {caveats}
 
 Files: {", ".join(card["files"].values())}. Reloaded and checked against the trained model: {card["parity"]}.
 """
+
+
+def _undefined(value: Any, ci: Any) -> str:
+    return "undefined" if value is None else with_ci(value, ci)
+
+
+def external_markdown(card: dict[str, Any]) -> str:
+    """The card's "External validation" section: each other dataset the model was measured on at export."""
+    from search._external import focus_text, left_out_text
+
+    sets = card.get("external_validation") or []
+    if not sets:
+        return ""
+    rows, notes = [], []
+    for e in sets:
+        op = e.get("at_threshold") or {}
+        images = ", ".join(f"{c} {n}" for c, n in (e.get("images") or {}).items() if n)
+        focus = e.get("lung_focus")
+        rows.append(
+            f"| {e['name']} | {e['n']} ({images}) | {_undefined(op.get('sensitivity'), op.get('sensitivity_ci'))} | "
+            f"{_undefined(op.get('specificity'), op.get('specificity_ci'))} | "
+            f"{'undefined' if e.get('covid_auc') is None else fmt(e['covid_auc'])} | "
+            f"{'n/a' if not focus or focus.get('energy') is None else fmt(focus['energy'])} |"
+        )
+        note = f" **{e['note']}.**" if e.get("note") else ""
+        notes.append(
+            f"- {e['name']}: `{e['path']}` (fingerprint {e['fingerprint']}).{note} Left out: "
+            f"{left_out_text(e.get('left_out') or {})}. {focus_text(focus).capitalize()}."
+        )
+    return (
+        "\n## External validation\n\n"
+        "Measured once at export on other labelled datasets, at the threshold above; never used to choose the "
+        "model, its members or its threshold.\n\n"
+        "| external set | images | COVID sensitivity at the threshold [95% CI] | "
+        "COVID specificity at the threshold [95% CI] | COVID AUC | lung focus |\n"
+        "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n" + "\n".join(notes) + "\n"
+    )
 
 
 def caveats(split: Any, manifest: Any, choice: Any, validation: dict[str, Any]) -> list[str]:

@@ -29,6 +29,15 @@ def _ids(text: str) -> list[int]:
         ) from None
 
 
+def _external(text: str) -> tuple[str, str | None]:
+    from search._external import parse_external
+
+    try:
+        return parse_external(text)
+    except SearchError as exc:
+        raise argparse.ArgumentTypeError(str(exc).rstrip(".")) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     check_settings()
     parser = argparse.ArgumentParser(
@@ -55,6 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--force", action="store_true", help="replace a folder that already holds files (its old files are removed)"
     )
+    parser.add_argument(
+        "--external",
+        metavar="PATH[:NAME]",
+        type=_external,
+        action="append",
+        default=[],
+        help="after export, measure the model once on this other labelled dataset, into the card (repeatable; "
+        "NAME defaults to the folder's name)",
+    )
     args = parser.parse_args(argv)
     try:
         wanted = None
@@ -65,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = export(
             args.storage, args.study, args.out, trial=args.trial, ensemble=args.ensemble, members=args.members,
             refit=args.refit, formats=[f.strip() for f in args.formats.split(",")], data=args.data,
-            threshold=args.threshold, target=wanted, force=args.force,
+            threshold=args.threshold, target=wanted, force=args.force, external=args.external,
         )  # fmt: skip
     except (SearchError, DatasetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -84,6 +102,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"Test split ({card['test']['n']} images, measured once): COVID sensitivity {sensitivity}, "
             f"specificity {specificity}, COVID AUC {_f(card['test']['covid_auc'])}"
+        )
+    for e in card.get("external_validation", []):
+        op = e["at_threshold"] or {}
+        sensitivity = (
+            "undefined" if op.get("sensitivity") is None else _with_ci(op["sensitivity"], op["sensitivity_ci"])
+        )
+        specificity = (
+            "undefined" if op.get("specificity") is None else _with_ci(op["specificity"], op["specificity_ci"])
+        )
+        note = f" ({e['note']})" if e.get("note") else ""
+        auc = "undefined" if e["covid_auc"] is None else _f(e["covid_auc"])
+        print(
+            f"External set '{e['name']}' ({e['n']} images, measured once, never used to choose): COVID sensitivity "
+            f"{sensitivity}, specificity {specificity}, COVID AUC {auc}{note}"
         )
     print(f"Checked after reloading: {card['parity']}")
     return 0

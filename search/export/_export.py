@@ -14,8 +14,27 @@ import numpy as np
 
 from cxrdata import REGION_MARGIN, Split
 from search._errors import SearchError
+from search._external import (
+    HASHES_FILE,
+    ExternalSet,
+    StudyHashes,
+    check_path,
+    default_segmenter,
+    external_name,
+    gradcam_of,
+    measure_external,
+    prepare_external,
+)
 from search.ensemble import build_ensemble
-from search.evaluate import StudyData, predict, row_target, store_test_row, study_data, usable_test_indices
+from search.evaluate import (
+    StudyData,
+    predict,
+    row_target,
+    store_external_row,
+    store_test_row,
+    study_data,
+    usable_test_indices,
+)
 from search.export._card import INTENDED_USE, WARNING, caveats, markdown, summary, versions
 from search.export._files import FORMATS, check_formats, check_out, staged, verify, write
 from search.export._members import Choice, Member, check_choice_args, choose, load_members, validation_figures
@@ -91,22 +110,29 @@ def export(
     threshold: float | None = None,
     target: OperatingTarget | None = None,
     force: bool = False,
+    external: Sequence[tuple[str, str | None]] = (),
 ) -> ExportResult:
     """Package a study's best model: by default the greedy ensemble of its top trials, or one
     trial (``trial``, or ``ensemble=1``), optionally refitted on train+validation.
 
     The COVID threshold is chosen on validation for the study's operating target (or
-    ``target``, or given as ``threshold``); the test split is read once, here.
+    ``target``, or given as ``threshold``); the test split is read once, here. Each
+    ``external`` ``(path, name or None)`` is another labelled dataset the exported model is
+    measured on once, into the card (never used to choose anything).
     """
     formats = check_formats(formats)
     check_out(out, force)
     check_choice_args(trial, ensemble, members)
     if threshold is not None and not 0 < threshold < 1:
         raise SearchError(f"`0 < threshold < 1` must hold, but got threshold={threshold}.")
+    named = _external_names(external)
     sd = study_data(storage, study, data)
     choice = choose(sd, study, trial, ensemble, members)
     lead = choice.members[0]
     split = sd.split(lead.row)
+    hashes = StudyHashes.of(sd.manifest)
+    # Read before anything is trained or written: a bad external set costs nothing.
+    externals = [prepare_external(path, name, split.scheme, hashes) for path, name in named]
     classes = list(split.scheme.class_names)
     target = target or row_target(lead.row, sd.info)
     validation, threshold_used = validation_figures(choice, classes, target, threshold)
@@ -133,13 +159,68 @@ def export(
         if segmenter is not None:  # predict cuts the region from a raw X-ray as the trial did
             shutil.copyfile(segmenter, folder / SEGMENTER_FILE)
             files["segmenter"] = SEGMENTER_FILE
+        # The study's image hashes: `search.evaluate --model DIR --external PATH` leaves out copies of them.
+        (folder / HASHES_FILE).write_text(hashes.to_json(), encoding="utf-8")
+        files["dataset_hashes"] = HASHES_FILE
         card |= {"files": files, "parity": verify(folder, model.predict(images, verbose=0), images, files)}
+        card["external_validation"] = [
+            _external(model, ext, sd, lead.config, size, gradcam_members, threshold_used, given=threshold is not None,
+                      target=target, store_on=lead.row if len(choice.members) == 1 and not refit else None)
+            for ext in externals
+        ]  # fmt: skip
         (folder / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
         (folder / "MODEL_CARD.md").write_text(markdown(card))
     return ExportResult(out, card)
 
 
 SEGMENTER_FILE = "lung_segmenter.keras"
+
+
+def _external_names(external: Sequence[tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """Each external set's path and name (checked, distinct), before anything else is done."""
+    named = [(path, external_name(path, name, "--external PATH:NAME")) for path, name in external]
+    for path, _ in named:
+        check_path(path)
+    names = [name for _, name in named]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SearchError(
+            f"Each external set must have its own name, but {', '.join(repr(n) for n in twice)} is given twice; "
+            "name them with --external PATH:NAME."
+        )
+    return named
+
+
+def _external(
+    model: Any,
+    ext: ExternalSet,
+    sd: StudyData,
+    config: TrialConfig,
+    size: int,
+    gradcam_members: list[Any],
+    threshold: float | None,
+    *,
+    given: bool,
+    target: OperatingTarget,
+    store_on: Any,
+) -> dict[str, Any]:
+    """The exported model measured once on one external set, for the card (and, for one trial's own
+    model, as its ``external:NAME`` row beside the test row)."""
+    how = "given at export" if given else f"chosen on validation for COVID {target.kind} {target.value:g}"
+    result = measure_external(
+        model,
+        replace(config, image_size=size),
+        ext,
+        threshold=threshold,
+        target=None if given else target,
+        threshold_from=f"the exported model's threshold, {how}" if threshold is not None else "argmax",
+        heatmaps=gradcam_of(model, [(str(layer), float(weight)) for layer, weight in gradcam_members]),
+        segmenter=default_segmenter(sd.info.lung_model),
+        cache_dir=Path(sd.info.cache_dir),
+    )
+    if store_on is not None:
+        store_external_row(sd.store, store_on, result)
+    return result.summary()
 
 
 def _segmenter(config: TrialConfig, sd: StudyData) -> Path | None:

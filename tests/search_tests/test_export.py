@@ -265,7 +265,13 @@ def test_force_leaves_only_the_new_export(study: str, tmp_path: Path) -> None:
     (out / "stale.txt").write_text("from an older export")
     (out / "model.keras").write_text("not a model")
     export(study, "cxr-search", out, ensemble=1, formats=["keras", "tflite"], force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "model.keras", "model.tflite", "model_card.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "MODEL_CARD.md",
+        "dataset_hashes.json",
+        "model.keras",
+        "model.tflite",
+        "model_card.json",
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["winner"], "no temporary or previous folder is left beside it"
     keras.models.load_model(out / "model.keras", safe_mode=True)
 
