@@ -118,15 +118,12 @@ def parse_external(text: str) -> tuple[str, str | None]:
 
 def default_segmenter(given: str | Path | None) -> Path | None:
     """The lung segmenter for external images without masks: the one given (the study's or the
-    export's), else the one packaged with cxrdata where this version ships one, else none."""
+    export's), else the one packaged with cxrdata (``cxrdata/segmenter``)."""
     if given:
         return Path(given)
-    from cxrdata import lungs
+    from cxrdata.lungs import packaged_segmenter
 
-    packaged: Callable[[], Path] | None = getattr(lungs, "packaged_segmenter", None)
-    if packaged is None:
-        return None
-    path = packaged()
+    path = packaged_segmenter()
     return path if path.is_file() else None
 
 
