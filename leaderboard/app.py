@@ -255,7 +255,14 @@ def _trial_page(url: str, study: str, top: pd.DataFrame) -> None:
     left, right = st.columns(2)
     with left:
         st.dataframe(D.config_table(detail.config), hide_index=True)
-        st.dataframe(pd.Series(detail.metrics, name="value").to_frame())
+        st.dataframe(detail.by_split)
+        if len(detail.by_split.columns) > 1:
+            st.caption(
+                "Validation chose the trial and its COVID threshold; the test split and external datasets are "
+                "measured once, at that threshold, and never used to rank."
+            )
+        for note in detail.external_notes:
+            st.caption(D.escape_markdown(note))
         if not detail.per_class.empty:
             st.dataframe(detail.per_class)
         if not detail.folds.empty:

@@ -45,6 +45,7 @@ __all__ = [
     "read_only_engine",
     "read_only_url",
     "rule_text",
+    "split_label",
     "studies",
     "study_artifacts",
     "study_ranking",
@@ -331,6 +332,67 @@ class TrialDetail:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     folds: pd.DataFrame = field(default_factory=pd.DataFrame)  # per figure: mean, std, per-fold values
     problems: list[str] = field(default_factory=list)  # stored values that could not be read
+    # Per figure (rows), a column per row kind: validation, then test and external sets, which never rank.
+    by_split: pd.DataFrame = field(default_factory=pd.DataFrame)
+    external_notes: list[str] = field(default_factory=list)  # per external set: what it is and what was left out
+
+
+_EXTERNAL = "external:"
+# The figures shown side by side for each row kind, as LABELS names them (AUC: not only validation's).
+SPLIT_FIGURES = (
+    "op_sensitivity", "op_sensitivity_low", "op_sensitivity_high", "op_specificity", "op_specificity_low",
+    "op_specificity_high", "covid_threshold", "covid_auc", "covid_sensitivity", "covid_specificity", "covid_ppv",
+    "covid_npv", "accuracy", "balanced_accuracy", "roc_auc", "lung_focus", "lung_focus_ratio", "pointing_game",
+    "lung_focus_n", "loss",
+)  # fmt: skip
+_SPLIT_LABELS = {**LABELS, "roc_auc": "AUC (macro one-vs-rest)", "lung_focus_n": "lung focus: images measured"}
+
+
+def split_label(split: str) -> str:
+    """The column header of a row kind on the trial page."""
+    if split == "val":
+        return "validation"
+    if split == "test":
+        return "test (measured once) — never used to rank"
+    if split.startswith(_EXTERNAL):
+        return f"external: {split.removeprefix(_EXTERNAL)} — never used to rank"
+    return f"{split} — never used to rank"
+
+
+def _images(row: TrialRow, described: dict[str, Any]) -> int | None:
+    """How many images a row was measured on: an external row says so; otherwise the per-class supports."""
+    if isinstance(described.get("n"), int):
+        return int(described["n"])
+    try:
+        supports = [float(c["support"]) for c in json.loads(row.per_class_json or "{}").values()]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return int(sum(supports)) if supports else None
+
+
+def _by_split(rows: list[TrialRow], problems: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The figures of every row kind of one trial side by side, validation first, and a note per external set."""
+    from search._external import left_out_text
+
+    order = {"val": 0, "test": 1}
+    rows = sorted(rows, key=lambda r: (order.get(r.split, 2), r.split))
+    columns: dict[str, list[Any]] = {}
+    notes = []
+    for row in rows:
+        described: dict[str, Any] = {}
+        if row.split.startswith(_EXTERNAL):
+            described = _json_column(row, "external_json", {}, problems)
+            name = row.split.removeprefix(_EXTERNAL)
+            what = f"{described.get('path', 'unknown path')}, fingerprint {described.get('fingerprint', 'unknown')}"
+            note = f" {described['note']}." if described.get("note") else ""
+            try:
+                left = left_out_text(described.get("left_out") or {})
+            except (TypeError, AttributeError, KeyError):  # a corrupt column: say less, never fail the page
+                left = "unknown"
+            notes.append(f"external: {name} — {what}; left out: {left}.{note}")
+        columns[split_label(row.split)] = [_images(row, described), *(getattr(row, k) for k in SPLIT_FIGURES)]
+    index = ["images", *(_SPLIT_LABELS.get(k, k) for k in SPLIT_FIGURES)]
+    return pd.DataFrame(columns, index=index), notes
 
 
 def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str = "optuna") -> TrialDetail | None:
@@ -363,6 +425,15 @@ def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str
             )
         ).all()
         problems: list[str] = []
+        others = session.scalars(
+            select(TrialRow).where(
+                TrialRow.study_name == study,
+                TrialRow.trial_number == trial_number,
+                TrialRow.engine == engine_name,
+                TrialRow.split != "val",
+            )
+        ).all()
+        by_split, external_notes = _by_split([row, *others], problems)
         per_class = _json_column(row, "per_class_json", {}, problems)
         roc = _json_column(row, "covid_roc_json", None, problems)
         confusion = _json_column(row, "confusion_json", None, problems)
@@ -384,6 +455,8 @@ def trial_detail(engine: Engine, study: str, trial_number: int, engine_name: str
             artifacts=[dict(a._mapping) for a in artifacts],
             folds=_fold_table(row.fold_spread_json),
             problems=problems,
+            by_split=by_split,
+            external_notes=external_notes,
         )
 
 
