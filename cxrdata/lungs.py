@@ -34,6 +34,7 @@ from cxrdata._errors import DatasetError, ImageDecodeError
 
 __all__ = [
     "MaskPairs",
+    "check_segmenter_file",
     "dice",
     "load_pairs",
     "load_segmenter",
@@ -63,8 +64,10 @@ def segmenter_card(path: str | Path) -> dict[str, Any] | None:
 _SHAPE_RULE = "a lung segmenter with input (S, S, 1) and output (S, S, 1)"
 
 
-def _check_file(path: Path, flag: str) -> None:
-    """The checks that need no TensorFlow: an existing ``.keras`` file that is a Keras archive."""
+def check_segmenter_file(path: str | Path, flag: str = "--lung-model") -> Path:
+    """``path`` when it is an existing ``.keras`` file that is a Keras archive: the checks of
+    :func:`load_segmenter` that need no TensorFlow."""
+    path = Path(path)
     if not path.is_file() or path.suffix != ".keras":
         raise DatasetError(f"`{flag}` must be an existing .keras file, but got '{path}'.")
     try:
@@ -74,19 +77,18 @@ def _check_file(path: Path, flag: str) -> None:
         raise DatasetError(
             f"`{flag}` must be {_SHAPE_RULE} saved by Keras, but '{path}' is not a Keras model file."
         ) from None
+    return path
 
 
 def _shape(tensors: Any) -> str:
-    shapes = [tuple(t.shape)[1:] for t in tensors]
-    return " and ".join("(" + ", ".join(str(d) for d in s) + ")" for s in shapes) or "nothing"
+    return " and ".join(str(tuple(t.shape)[1:]) for t in tensors) or "nothing"
 
 
 def load_segmenter(path: str | Path, flag: str = "--lung-model") -> Any:
     """The Keras model in ``path`` (loaded in safe mode), when it is a lung segmenter: one gray
     input ``(S, S, 1)`` and one mask output ``(S, S, 1)`` of the same size. Anything else is
     refused with one sentence naming the file and the rule."""
-    path = Path(path)
-    _check_file(path, flag)
+    path = check_segmenter_file(path, flag)
     import keras
 
     try:

@@ -130,7 +130,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--cache-dir", help="decoded-image cache (default: .cache/ beside the database)")
     p.add_argument(
-        "--lung-model", help="lung segmenter (.keras, from python -m cxrdata.lungs train) for images without masks"
+        "--lung-model",
+        default="auto",
+        help="lung masks for images the dataset has none for: auto (default: the packaged segmenter), none "
+        "(lung focus only where the dataset has masks), or a segmenter .keras file (python -m cxrdata.lungs train)",
     )
     p.add_argument(
         "--keep-models",

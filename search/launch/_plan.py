@@ -121,6 +121,7 @@ def prepare(args: argparse.Namespace) -> Plan:
     space = _space(args)
     check_engine_constraints(space, args.engine)
     weights = _check_weights_available(space, args.weights)
+    _check_lung_model(args.lung_model)  # before anything is written
     with creation_lock(args.storage):  # two launches at once: the second waits, then finds the tables
         ResultStore(args.storage).create_schema()
         storage = make_storage(args.storage)
@@ -148,7 +149,10 @@ def prepare(args: argparse.Namespace) -> Plan:
         lung_model=lung_model,
     )
     with creation_lock(args.storage):  # ... and finds the first one's study, whole
-        create_study(storage, args.study, info)
+        study = create_study(storage, args.study, info)
+    kept = study.user_attrs.get("cxr_lung_model")
+    if kept != lung_model:  # a resumed study keeps what it was created with, so its trials stay comparable
+        _logger.info(f"lung masks: the resumed study {args.study!r} keeps its segmenter: {kept or 'none'}")
     _warm_caches(manifest, space, cache_dir, artifacts)
     gpus = tuple(args.gpus) if args.gpus else None
     return Plan(
@@ -167,20 +171,72 @@ def prepare(args: argparse.Namespace) -> Plan:
     )
 
 
-def _lung_model(path: str | None, manifest: Manifest) -> str | None:
-    """The segmenter's absolute path; without one, say whether lung focus can be measured."""
+AUTO, NONE = "auto", "none"
+
+
+def _segmenter_problem(path: str) -> str | None:
+    """Why ``path`` is not a lung segmenter, or None (run in a child: it loads TensorFlow)."""
+    from cxrdata.lungs import load_segmenter
+
+    try:
+        load_segmenter(path)
+    except DatasetError as exc:
+        return str(exc)
+    return None
+
+
+def _check_lung_model(choice: str) -> None:
+    """A segmenter file named by ``--lung-model`` is loaded and its shapes checked, in a child
+    process: the launch's own process never loads TensorFlow."""
+    if choice in (AUTO, NONE):
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from cxrdata.lungs import check_segmenter_file
+
+    check_segmenter_file(choice)  # a missing or non-Keras file is named without starting a child
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            problem = pool.submit(_segmenter_problem, choice).result()
+    except BrokenProcessPool:
+        problem = f"`--lung-model` must be a lung segmenter Keras can load, but loading '{choice}' ended its process."
+    if problem:
+        raise DatasetError(problem)
+
+
+def _lung_model(choice: str, manifest: Manifest) -> str | None:
+    """The segmenter's absolute path for the images without a dataset mask (None: no segmenter
+    is needed or wanted), and one line saying where the study's lung masks come from."""
+    from cxrdata.lungs import check_segmenter_file, packaged_segmenter, segmenter_card
+
+    total = len(manifest.entries)
     with_masks = sum(1 for e in manifest.entries if e.mask)
-    if path is None:
-        if with_masks < len(manifest.entries):
-            missing = len(manifest.entries) - with_masks
-            _logger.info(
-                f"{missing} image(s) have no lung mask: lung focus is measured on the {with_masks} that do. "
-                "Pass --lung-model (train one with python -m cxrdata.lungs train --masks DIR) to cover the rest."
-            )
+    missing = total - with_masks
+    if missing == 0:
+        _logger.info(f"lung masks: all {total} from the dataset")
+        return str(Path(choice).resolve()) if choice not in (AUTO, NONE) else None
+    if choice == NONE:
+        measured = f"measured on the {with_masks} that have one" if with_masks else "not measured"
+        _logger.info(
+            f"lung masks: {with_masks} from the dataset, none for the other {missing} (--lung-model none): "
+            f"lung focus is {measured}."
+        )
         return None
-    model = Path(path)
-    if not model.is_file() or model.suffix != ".keras":
-        raise SearchError(f"`--lung-model` must be an existing .keras file, but got '{path}'.")
+    if choice == AUTO:
+        model, source = packaged_segmenter(), "the packaged segmenter"
+        if not model.is_file():
+            raise SearchError(
+                f"The packaged lung segmenter must be installed at '{model}', but it is missing: reinstall "
+                "cxr-search, or pass --lung-model none or a segmenter file."
+            )
+    else:
+        model, source = Path(choice), f"the segmenter '{choice}'"
+    check_segmenter_file(model)
+    held_out = (segmenter_card(model) or {}).get("held_out") or {}
+    dice = f" (held-out Dice {held_out['dice_mean']:.3f})" if isinstance(held_out.get("dice_mean"), float) else ""
+    _logger.info(f"lung masks: {with_masks} from the dataset, {missing} from {source}{dice}")
     return str(model.resolve())
 
 

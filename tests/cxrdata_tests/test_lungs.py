@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-from cxrdata import DatasetError
-from cxrdata.lungs import MaskPairs, dice, held_out, load_pairs, main, segment
+from cxrdata import DatasetError, decode_image, decode_mask
+from cxrdata.lungs import (
+    MaskPairs,
+    dice,
+    held_out,
+    load_pairs,
+    load_segmenter,
+    main,
+    packaged_segmenter,
+    segment,
+    segmenter_card,
+)
 from tests.conftest import LUNG_MASKS
 
 
@@ -68,3 +79,94 @@ def test_bad_mask_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         load_pairs(tmp_path, 32)
     assert main(["train", "--masks", str(tmp_path), "--out", str(tmp_path / "m.h5")]) == 1
     assert "`--out` must end in .keras, but got" in capsys.readouterr().err
+
+
+# --- the packaged segmenter ------------------------------------------------------------------
+
+
+def test_the_packaged_segmenter_outlines_held_out_real_x_rays(pairs: MaskPairs) -> None:
+    """Real 256 px X-rays of patients it never trained on, against their human masks."""
+    model = load_segmenter(packaged_segmenter())
+    assert tuple(model.input.shape) == (None, 128, 128, 1)
+    _, test = held_out(pairs)  # the split the packaged model was trained apart from
+    names = [pairs.names[i] for i in test[::16]]  # six images, six patients
+    images = np.stack([decode_image(LUNG_MASKS / "images" / n) for n in names])
+    truth = np.stack([decode_mask(LUNG_MASKS / "masks" / n) for n in names])
+    scores = dice(segment(model, images), truth)
+    assert scores.shape == (6,) and (scores > 0.8).all(), dict(zip(names, scores.round(3), strict=True))
+
+
+def test_the_packaged_segmenter_is_small_and_states_its_held_out_dice() -> None:
+    path = packaged_segmenter()
+    assert path.is_file() and path.stat().st_size < 3 * 2**20
+    card = segmenter_card(path)
+    assert card is not None and card["input"] == [128, 128, 1]
+    held = card["held_out"]
+    assert held["dice_mean"] >= 0.9 and held["images"] == 96 and held["patients"] == 51
+    readme = (path.parent / "README.md").read_text()
+    assert f"{held['dice_mean']:.3f}" in readme and card["command"].split(" --masks")[0] in readme
+    assert "Not a medical device" in readme
+
+
+def _classifier(path: Path) -> None:
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x)).save(path)
+
+
+def _two_channel_output(path: Path) -> None:
+    inputs = keras.Input((32, 32, 1))
+    keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs)).save(path)
+
+
+def _smaller_output(path: Path) -> None:
+    inputs = keras.Input((32, 32, 1))
+    keras.Model(inputs, keras.layers.Conv2D(1, 1)(keras.layers.MaxPooling2D()(inputs))).save(path)
+
+
+def _text(path: Path) -> None:
+    path.write_text("not a model")
+
+
+def _zip_without_a_model(path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", '{"class_name": "NoSuchLayer", "config": {}}')
+
+
+RULE = "`--lung-model` must be a lung segmenter with input (S, S, 1) and output (S, S, 1)"
+BAD_SEGMENTERS = [
+    ("missing", None, "x.keras", "`--lung-model` must be an existing .keras file, but got '{path}'."),
+    ("h5-suffix", _text, "x.h5", "`--lung-model` must be an existing .keras file, but got '{path}'."),
+    ("not-keras", _text, "x.keras", RULE + " saved by Keras, but '{path}' is not a Keras model file."),
+    (
+        "bad-archive",
+        _zip_without_a_model,
+        "x.keras",
+        RULE + " saved by Keras, but '{path}' could not be loaded as a Keras model.",
+    ),
+    ("classifier", _classifier, "x.keras", RULE + ", but '{path}' takes (32, 32, 3) and gives (3,)."),
+    ("two-channels", _two_channel_output, "x.keras", RULE + ", but '{path}' takes (32, 32, 1) and gives (32, 32, 2)."),
+    ("smaller-output", _smaller_output, "x.keras", RULE + ", but '{path}' takes (32, 32, 1) and gives (16, 16, 1)."),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "message"), [row[1:] for row in BAD_SEGMENTERS], ids=[row[0] for row in BAD_SEGMENTERS]
+)
+def test_a_file_that_is_not_a_lung_segmenter_gets_one_sentence(
+    tmp_path: Path, make: Any, name: str, message: str
+) -> None:
+    path = tmp_path / name
+    if make is not None:
+        make(path)
+    with pytest.raises(DatasetError) as caught:
+        load_segmenter(path)
+    assert str(caught.value) == message.format(path=path)
+
+
+def test_the_dice_command_names_its_own_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _classifier(tmp_path / "c.keras")
+    assert main(["dice", "--masks", str(LUNG_MASKS), "--model", str(tmp_path / "c.keras")]) == 1
+    assert capsys.readouterr().err.startswith("error: `--model` must be a lung segmenter with input (S, S, 1)")

@@ -179,12 +179,12 @@ def test_ctrl_c_records_the_running_trial_as_failed_and_keeps_the_rest(tiny: Pat
     assert rows[-1].state == "FAIL" and rows[-1].error == "interrupted (Ctrl-C)"
 
 
-def test_a_dataset_without_masks_gets_them_from_the_segmenter(tmp_path: Path, segmenter: Path) -> None:
+@pytest.mark.slow
+def test_a_dataset_without_masks_gets_them_from_the_packaged_segmenter(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "nomasks", SyntheticSpec(per_class=12, size=48, masks=False, seed=8))
-    done = launch(
-        "--trials", "1", "--data", str(data), "--lung-model", str(segmenter), *BASE[:3], "64", *BASE[4:], cwd=tmp_path
-    )
+    done = launch("--trials", "1", "--data", str(data), *BASE[:3], "64", *BASE[4:], cwd=tmp_path)  # no flag: auto
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "lung masks: 0 from the dataset, 36 from the packaged segmenter (held-out Dice 0.948)" in done.stderr
     (row,) = ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search")
     assert row.lung_mask_source == "segmenter" and row.lung_focus_n
     assert list(tmp_path.glob(".cache/lungs-*.npy")), "segmented masks are cached beside the images"
@@ -193,9 +193,11 @@ def test_a_dataset_without_masks_gets_them_from_the_segmenter(tmp_path: Path, se
 @pytest.mark.slow
 def test_without_masks_or_segmenter_the_launch_says_so(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "nomasks", SyntheticSpec(per_class=12, size=48, masks=False, seed=8))
-    done = launch("--trials", "1", "--data", str(data), *BASE, cwd=tmp_path)
+    done = launch("--trials", "1", "--data", str(data), "--lung-model", "none", *BASE, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "36 image(s) have no lung mask: lung focus is measured on the 0 that do." in done.stderr
+    assert "lung masks: 0 from the dataset, none for the other 36 (--lung-model none): lung focus is not measured." in (
+        done.stderr
+    )
     (row,) = ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search")
     assert row.lung_focus is None and row.lung_mask_source is None
 
