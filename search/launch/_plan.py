@@ -241,14 +241,14 @@ def _lung_model(choice: str, manifest: Manifest) -> str | None:
 
 
 def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: str | None) -> None:
-    """A lung-focus constraint on data where no trial's focus can be measured would make every
-    trial infeasible: refused."""
+    """A lung-focus constraint on data where no trial's focus can be measured (no dataset mask and
+    ``--lung-model none``) would make every trial infeasible: refused."""
     minimum = space.training.min_lung_focus_ratio
     if minimum is not None and lung_model is None and not any(e.mask for e in manifest.entries):
         raise SearchError(
             f"`min_lung_focus_ratio` needs lung masks to measure lung focus, but got min_lung_focus_ratio={minimum} "
-            "on a dataset without any and no --lung-model; pass --lung-model (python -m cxrdata.lungs train) or "
-            "drop the constraint."
+            "on a dataset without any and --lung-model none; leave --lung-model at auto (the packaged segmenter), "
+            "pass a segmenter file, or drop the constraint."
         )
 
 
