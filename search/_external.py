@@ -487,8 +487,8 @@ def measure_external(
     if len(usable) == 0:
         raise SearchError(f"The external dataset '{external.root}' must hold images that decode, but none does now.")
     proba = predict(model, arrays, usable, external.labels, config.batch_size)
-    with warnings.catch_warnings():  # one class: scikit-learn warns that predictions name absent classes
-        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+    with warnings.catch_warnings():  # one class: scikit-learn warns of absent classes; `undefined` says so instead
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"sklearn\.")
         metrics = compute_metrics(
             external.labels[usable],
             proba,

@@ -391,8 +391,8 @@ def _store_on_trial(card: dict[str, Any], storage: str, result: ExternalResult) 
     from search.store import mask_url, parse_url
 
     why = "Not stored (printed only): "
-    if card.get("kind", "single") != "single" or card.get("trial") is None:
-        return why + "the model is an ensemble, not one trial of a study."
+    if card.get("trial") is None:  # one cross-validated trial's fold models are still that trial's model
+        return why + "the model is an ensemble of several trials, not one trial of a study."
     if card.get("refit"):
         return why + "the model was trained again at export (--refit), so it is not the trial's stored model."
     study, number, engine = str(card.get("study")), card["trial"], str(card.get("engine") or "optuna")

@@ -12,6 +12,7 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -238,10 +239,16 @@ def test_a_folder_exported_before_the_hashes_says_the_check_could_not_be_done(
     shutil.copytree(exported, old)
     card = json.loads((old / "model_card.json").read_text())
     del card["files"]["dataset_hashes"]
+    card["kind"], card["trial"] = "ensemble", None  # and an ensemble of trials: no trial to store it on
     (old / "dataset_hashes.json").unlink()
     (old / "model_card.json").write_text(json.dumps(card))
     done = evaluate_folder(old, str(hospital), "old", study)
     assert done.result.set.exact_copies is None
+    assert (
+        done.stored
+        == "Not stored (printed only): the model is an ensemble of several trials, not one trial of a study."
+    )
+    assert ResultStore(study).trials("cxr-search", split="external:old") == []
     expected = (
         f"copies of the study's images: the check could not be done ('{old}' was exported before search.export "
         "wrote the study's image hashes (dataset_hashes.json))"
@@ -363,3 +370,61 @@ def test_every_scheme_names_its_classes_in_the_no_known_class_sentence(tmp_path:
     binary = prepare_external(root, "x", SCHEMES["binary"], None)  # binary pools every other class
     assert binary.labels.tolist() == [1, 1] and binary.unknown_classes == {}
     assert binary.exact_copies is None and binary.duplicate_note == "the study's image hashes are not at hand"
+
+
+def _capture_inputs(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
+    """Replace the model's prediction by a record of what it is shown (every image called COVID)."""
+    import search.evaluate
+
+    seen: dict[str, np.ndarray] = {}
+
+    def shown(model: object, arrays: Any, indices: np.ndarray, labels: np.ndarray, batch_size: int) -> np.ndarray:
+        seen["images"] = np.asarray(arrays.images)[indices]
+        return np.tile([0.9, 0.05, 0.05], (len(indices), 1))
+
+    monkeypatch.setattr(search.evaluate, "predict", shown)
+    return seen
+
+
+REGION_CONFIG = TrialConfig(
+    "MobileNet_0.25", 1.0, 8, 0.0, 1e-3, 0.0, "three", input_region="lung_crop", image_size=32, crop=0.05
+)
+
+
+def test_the_model_sees_external_images_cut_as_in_its_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cxrdata import apply_region, load_images
+    from search._external import measure_external, prepare_external
+
+    seen = _capture_inputs(monkeypatch)
+    external = prepare_external(_real_covid(tmp_path / "h", 3), "h", SCHEMES["three"], None)
+    result = measure_external(
+        None, REGION_CONFIG, external, threshold=0.5, target=None, threshold_from="given",
+        heatmaps=lambda images: np.ones(images.shape[:3], dtype=np.float32),
+    )  # fmt: skip
+    arrays = load_images(external.manifest, 32, crop=0.05)
+    expected = apply_region(np.asarray(arrays.images), arrays.masks[..., 0] > 0, arrays.has_mask, "lung_crop")
+    np.testing.assert_array_equal(seen["images"], expected.images)
+    assert not np.array_equal(expected.images, arrays.images), "the lungs' box, resized: not the whole image"
+    assert result.metrics.operating is not None and result.metrics.operating.sensitivity == 1.0
+    assert result.focus is not None and result.focus.n == 3 and result.focus_source == "dataset"
+
+
+def test_a_lung_region_without_masks_or_segmenter_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from search._external import measure_external, prepare_external
+
+    _capture_inputs(monkeypatch)
+    root = tmp_path / "bare"
+    (root / "COVID").mkdir(parents=True)
+    for source in sorted((LUNG_MASKS / "images").iterdir())[:2]:
+        shutil.copy(source, root / "COVID" / source.name)
+    external = prepare_external(root, "bare", SCHEMES["three"], None)
+    with pytest.raises(SearchError) as info:
+        measure_external(
+            None, REGION_CONFIG, external, threshold=0.5, target=None, threshold_from="given",
+            heatmaps=lambda images: images[..., 0],
+        )  # fmt: skip
+    assert str(info.value) == (
+        f"A model with `input_region=lung_crop` must see the lungs of every external image, but 2 of the 2 images "
+        f"of '{root}' have no lung mask and no lung segmenter is at hand (the study's --lung-model, the export's, "
+        "or cxrdata's packaged one)."
+    )
