@@ -239,8 +239,8 @@ def _threshold_from(threshold: float | None, target: OperatingTarget | None, who
     if threshold is None:
         return f"{whose} has no COVID threshold"
     if target is None:
-        return f"{whose}, given at export"
-    return f"{whose}, chosen on validation for COVID {target.kind} {target.value:g}"
+        return f"{whose}'s threshold, given at export"
+    return f"{whose}'s threshold, chosen on validation for COVID {target.kind} {target.value:g}"
 
 
 def evaluate_external(
@@ -274,7 +274,7 @@ def evaluate_external(
         prepared,
         threshold=row.covid_threshold,
         target=target,
-        threshold_from=_threshold_from(row.covid_threshold, target, "the trial's threshold"),
+        threshold_from=_threshold_from(row.covid_threshold, target, "the trial"),
         heatmaps=gradcam_of(model, layers),
         segmenter=default_segmenter(sd.info.lung_model),
         cache_dir=Path(sd.info.cache_dir),
@@ -337,7 +337,7 @@ def evaluate_folder(folder: str | Path, external: str, name: str | None, storage
         prepared,
         threshold=predictor.threshold,
         target=target,
-        threshold_from=_threshold_from(predictor.threshold, target, "the model card's threshold"),
+        threshold_from=_threshold_from(predictor.threshold, target, "the model card"),
         heatmaps=gradcam_of(predictor.model, layers),
         segmenter=segmenter if segmenter is not None else default_segmenter(None),
     )

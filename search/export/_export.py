@@ -213,7 +213,9 @@ def _external(
         ext,
         threshold=threshold,
         target=None if given else target,
-        threshold_from=f"the exported model's threshold, {how}" if threshold is not None else "argmax",
+        threshold_from=f"the exported model's threshold, {how}"
+        if threshold is not None
+        else "the exported model has no COVID threshold",
         heatmaps=gradcam_of(model, [(str(layer), float(weight)) for layer, weight in gradcam_members]),
         segmenter=default_segmenter(sd.info.lung_model),
         cache_dir=Path(sd.info.cache_dir),
