@@ -23,8 +23,10 @@ def test_the_space_declared_through_keras_tuner_is_the_optuna_space() -> None:
     SpaceHyperModel(space, "none", 0).build(hp)
     declared = {p.name: p for p in hp.space}
     assert set(declared) == {
-        "backbone", "freeze_depth", "head_width", "dropout", "learning_rate", "augment_strength", "scheme"
+        "backbone", "freeze_depth", "head_width", "dropout", "learning_rate", "augment_strength", "scheme",
+        "input_region",
     }  # fmt: skip
+    assert list(declared["input_region"].values) == list(space.regions)
     assert list(declared["backbone"].values) == list(space.backbones)
     assert declared["freeze_depth"].step == space.freeze_depth.step
     depth = (declared["freeze_depth"].min_value, declared["freeze_depth"].max_value)
