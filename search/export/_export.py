@@ -226,15 +226,17 @@ def _external(
 
 
 def _segmenter(config: TrialConfig, sd: StudyData) -> Path | None:
-    """The study's lung segmenter, which a ``lung_crop`` or ``lung_mask`` model needs at predict time."""
+    """The lung segmenter a ``lung_crop`` or ``lung_mask`` model needs at predict time: the
+    study's, else the packaged one (a study whose images all had dataset masks has none)."""
     if config.input_region == "full":
         return None
-    if not sd.info.lung_model:
+    segmenter = default_segmenter(sd.info.lung_model)
+    if segmenter is None:
         raise SearchError(
-            f"A model with `input_region={config.input_region}` must ship a lung segmenter so that predict can "
-            "cut the region from a raw X-ray, but the study has none (it used dataset masks only)."
+            f"A model with `input_region={config.input_region}` must ship a lung segmenter, but the study has none "
+            "and the packaged one is missing: reinstall cxr-search."
         )
-    return Path(sd.info.lung_model)
+    return segmenter
 
 
 def _card(
