@@ -214,7 +214,8 @@ class ExternalSet:
     class_names: tuple[str, ...]
     unknown_classes: dict[str, int]  # images of classes the model does not know, per class
     unknown_folders: tuple[str, ...]  # folders that name no class (cxrdata does not read them)
-    unusable_files: int  # files cxrdata could not use (cxrdata.inspect lists them)
+    unusable_files: int  # image files cxrdata could not use (cxrdata.inspect lists them)
+    unusable_masks: int  # masks cxrdata could not use (empty, unreadable): their images are kept, without a mask
     exact_copies: int | None  # None: the duplicate check could not be done
     near_copies: int | None
     duplicate_note: str | None = None  # why the check could not be done
@@ -271,7 +272,8 @@ def prepare_external(
         class_names=scheme.class_names,
         unknown_classes=unknown,
         unknown_folders=tuple(manifest.unknown_folders),
-        unusable_files=len(manifest.excluded),
+        unusable_files=sum(not x.reason.startswith("mask ") for x in manifest.excluded),
+        unusable_masks=sum(x.reason.startswith("mask ") for x in manifest.excluded),
         exact_copies=exact_n,
         near_copies=near_n,
         duplicate_note=None if hashes is not None else (no_hashes or "the study's image hashes are not at hand"),
@@ -357,6 +359,7 @@ class ExternalResult:
                 "classes_the_model_does_not_know": dict(s.unknown_classes),
                 "folders_naming_no_class": list(s.unknown_folders),
                 "unusable_files": s.unusable_files,
+                "unusable_masks": s.unusable_masks,
             },
             "one_class": self.one_class,
             "note": self.note,
@@ -439,6 +442,8 @@ def left_out_text(left: dict[str, Any]) -> str:
         )
     if left.get("unusable_files"):
         parts.append(f"{left['unusable_files']} unusable files (python -m cxrdata.inspect lists them)")
+    if left.get("unusable_masks"):
+        parts.append(f"{left['unusable_masks']} unusable lung masks (their images are kept, without a mask)")
     return "; ".join(parts)
 
 
