@@ -56,6 +56,7 @@ def _space(args: argparse.Namespace) -> SearchSpace:
     space = load_space(args.config).with_overrides(
         backbones=args.backbones,
         schemes=args.schemes,
+        regions=args.regions,
         image_size=args.image_size,
         max_epochs=args.max_epochs,
         pruner=args.pruner,
@@ -242,7 +243,15 @@ def _lung_model(choice: str, manifest: Manifest) -> str | None:
 
 def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: str | None) -> None:
     """A lung-focus constraint on data where no trial's focus can be measured (no dataset mask and
-    ``--lung-model none``) would make every trial infeasible: refused."""
+    ``--lung-model none``) would make every trial infeasible, and a lung region has nothing to
+    cut: both refused."""
+    regions = [r for r in space.regions if r != "full"]
+    if regions and lung_model is None and not any(e.mask for e in manifest.entries):
+        raise SearchError(
+            f"The input regions {', '.join(regions)} need lung masks, but the dataset has none and --lung-model "
+            "is none; leave --lung-model at auto (the packaged segmenter), pass a segmenter file, or search "
+            "`full` only."
+        )
     minimum = space.training.min_lung_focus_ratio
     if minimum is not None and lung_model is None and not any(e.mask for e in manifest.entries):
         raise SearchError(
