@@ -185,6 +185,8 @@ def store_test_row(store: ResultStore, row: TrialRow, metrics: TrialMetrics) -> 
     from search._recording import metrics_to_row
 
     test_row = _beside(row, "test")
+    for name in (*_FOCUS, "lung_mask_source"):  # lung focus is measured on validation only, never on the test split
+        setattr(test_row, name, None)
     metrics_to_row(test_row, metrics)
     test_row.loss = None
     test_row.folds, test_row.fold_spread_json = None, None  # one measurement of one model

@@ -280,6 +280,9 @@ def test_export_external_writes_the_card_section(exported: Path, study: str) -> 
     assert "dataset_hashes.json" in markdown.split("Files:")[1]
     rows = ResultStore(study).trials("cxr-search", split="external:v7-covid")
     assert [r.trial_number for r in rows] == [card["trial"]], "one trial's own model: its row sits beside its test row"
+    tested = [r for r in ResultStore(study).trials("cxr-search", split="test") if r.trial_number == card["trial"]]
+    assert [(r.lung_focus, r.lung_mask_source) for r in tested] == [(None, None)], "focus is never measured on test"
+    assert rows[0].lung_focus_n == REAL_IMAGES, "but it is on the external set"
 
 
 def test_export_refuses_two_external_sets_of_one_name(study: str, hospital: Path, tmp_path: Path) -> None:
