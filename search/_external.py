@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cxrdata import Entry, Manifest, Scheme, Split, scan
+from cxrdata import Entry, Manifest, Scheme, scan
 from cxrdata._duplicates import NEAR_MAX_BITS
 from search._errors import SearchError
 from search.gradcam import LungFocus
@@ -52,6 +52,7 @@ __all__ = [
 EXTERNAL_PREFIX = "external:"
 HASHES_FILE = "dataset_hashes.json"  # written by search.export: the study's image hashes, for the duplicate check
 NAME_MAX = 32
+EXTERNAL_FOCUS_IMAGES = 512  # Grad-CAM reads every usable masked image of an external set, up to this many
 _NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{NAME_MAX - 1}}}")
 _NAME_RULE = f"1 to {NAME_MAX} letters, digits, '.', '_' or '-' (the first a letter or digit)"
 _HEX16 = re.compile(r"[0-9a-f]{16}")
@@ -477,7 +478,7 @@ def measure_external(
     ``threshold`` is the COVID threshold chosen on validation (None: the likeliest class decides;
     a threshold is never chosen here). ``heatmaps`` gives the COVID Grad-CAM of model inputs.
     """
-    from search._trial import TrialData, focus_entries, focus_of
+    from search._trial import TrialData, focus_of
     from search.evaluate import predict
     from search.metrics import compute_metrics
 
@@ -502,30 +503,16 @@ def measure_external(
             target=target if threshold is not None else None,
             threshold=threshold,
         )
-    # Lung focus as on validation (up to FOCUS_IMAGES images with lung masks, in the original image's
-    # coordinates): the external set stands where the validation split does.
-    empty = np.zeros(0, dtype=np.int64)
-    scheme_split = Split(
-        scheme=_scheme(config.scheme),
-        fractions=(0.0, 1.0, 0.0),
-        seed=0,
-        labels=external.labels,
-        indices={"train": empty, "val": usable, "test": empty},
-        duplicates=(),
-        dataset_fingerprint=external.manifest.fingerprint,
-    )
-    chosen = focus_entries(data, config, scheme_split)
+    # Lung focus as on validation, in the original image's coordinates, but on every usable image
+    # with a lung mask (up to EXTERNAL_FOCUS_IMAGES): an external set is measured once, and on
+    # human-drawn masks its focus is the figure a team trusts most.
+    _, available, _ = data.lung_masks(config.image_size, config.crop)
+    chosen = usable[available[usable]][:EXTERNAL_FOCUS_IMAGES]
     focus, source = None, None
     if len(chosen):
         images = np.asarray(arrays.images[chosen], dtype=np.float32)
         focus, source, _ = focus_of(data, config, chosen, heatmaps(images))
     return ExternalResult(external, metrics, focus, source, threshold_from)
-
-
-def _scheme(name: str) -> Scheme:
-    from cxrdata import get_scheme
-
-    return get_scheme(name)
 
 
 def _check_region(data: Any, config: TrialConfig, external: ExternalSet) -> None:

@@ -312,7 +312,7 @@ def test_a_lung_region_model_sees_a_raw_x_ray_as_its_trial_did(
     model = keras.models.load_model(region_dir / "model.keras")
     expected = model.predict(np.asarray(seen.images, np.float32), verbose=0)
     lines = list(Predictor(region_dir).predict(manifest.paths(), tmp_path / "cams"))
-    assert np.allclose(_proba(lines), expected, atol=1e-5)
+    assert np.allclose(np.array(_proba(lines), dtype=float), expected, atol=1e-5)
     overlay = Image.open(lines[0]["gradcam"])
     assert overlay.size == (32, 32), "the overlay shows the whole X-ray, not the crop"
 
