@@ -28,7 +28,16 @@ from cxrdata._errors import DatasetError, ImageDecodeError
 from cxrdata._images import ImageArrays, load_images, prepare_image
 from cxrdata._leakage import LeakReport, leak_report
 from cxrdata._manifest import Entry, Excluded, Manifest, scan
-from cxrdata._region import REGION_MARGIN, REGIONS, RegionInputs, apply_region, check_region, lung_box, to_original
+from cxrdata._region import (
+    REGION_MARGIN,
+    REGIONS,
+    RegionInputs,
+    apply_region,
+    cached_region,
+    check_region,
+    lung_box,
+    to_original,
+)
 from cxrdata._split import SPLITS, Split, make_folds, make_split
 
 __all__ = [
@@ -56,6 +65,7 @@ __all__ = [
     "Split",
     "apply_region",
     "atomic_write",
+    "cached_region",
     "canonical_class",
     "check_region",
     "decode_image",

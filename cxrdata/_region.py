@@ -12,14 +12,25 @@ comparable across regions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from cxrdata._atomic import atomic_write
 from cxrdata._classes import did_you_mean
 from cxrdata._errors import DatasetError
 
-__all__ = ["REGIONS", "REGION_MARGIN", "RegionInputs", "apply_region", "check_region", "lung_box", "to_original"]
+__all__ = [
+    "REGIONS",
+    "REGION_MARGIN",
+    "RegionInputs",
+    "apply_region",
+    "cached_region",
+    "check_region",
+    "lung_box",
+    "to_original",
+]
 
 REGIONS = ("full", "lung_crop", "lung_mask")
 # Grown around the lungs on every side, as a fraction of the image side: segmenter masks are
@@ -106,3 +117,28 @@ def to_original(heatmaps: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) 
         placed = Image.fromarray(np.asarray(heat, dtype=np.float32), mode="F")
         out[i, y0:y1, x0:x1] = np.asarray(placed.resize((int(x1 - x0), int(y1 - y0)), Image.Resampling.BILINEAR))
     return out
+
+
+def cached_region(
+    images: np.ndarray,
+    masks: np.ndarray,
+    available: np.ndarray,
+    region: str,
+    folder: Path | None,
+    margin: float = REGION_MARGIN,
+) -> RegionInputs:
+    """:func:`apply_region`, written once to ``folder`` and memory-mapped from then on (by any
+    worker): a region's images are as large as the image cache, too large to hold per process."""
+    if folder is None:
+        return apply_region(images, masks, available, region, margin)
+    if not (folder / "boxes.npy").is_file():
+        cut = apply_region(images, masks, available, region, margin)
+        with atomic_write(folder, directory=True) as staging:  # a reader never maps half an array
+            np.save(staging / "images.npy", cut.images)
+            np.save(staging / "masks.npy", cut.masks)
+            np.save(staging / "boxes.npy", cut.boxes)
+    return RegionInputs(
+        images=np.load(folder / "images.npy", mmap_mode="r"),
+        masks=np.load(folder / "masks.npy", mmap_mode="r"),
+        boxes=np.load(folder / "boxes.npy"),
+    )

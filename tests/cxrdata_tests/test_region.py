@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from cxrdata import REGIONS, DatasetError, apply_region, check_region, lung_box, to_original
+from cxrdata import REGIONS, DatasetError, apply_region, cached_region, check_region, lung_box, to_original
 
 
 def _lungs(size: int = 64) -> np.ndarray:
@@ -90,3 +92,15 @@ def test_an_unknown_region_is_one_sentence(region: str, message: str) -> None:
 
 def test_every_region_is_accepted() -> None:
     assert [check_region(r) for r in REGIONS] == ["full", "lung_crop", "lung_mask"]
+
+
+def test_a_cached_region_is_written_once_and_mapped_after(tmp_path: Path) -> None:
+    images, lungs = _images(), np.stack([_lungs()] * 2)
+    folder = tmp_path / "region-x"
+    first = cached_region(images, lungs, np.ones(2, bool), "lung_crop", folder)
+    assert (folder / "images.npy").is_file()
+    again = cached_region(np.zeros_like(images), lungs, np.ones(2, bool), "lung_crop", folder)
+    assert isinstance(again.images, np.memmap), "read from disk, not cut again"
+    assert np.array_equal(again.images, first.images) and np.array_equal(again.boxes, first.boxes)
+    fresh = apply_region(images, lungs, np.ones(2, bool), "lung_crop")
+    assert np.array_equal(fresh.images, first.images) and np.array_equal(fresh.masks, first.masks)
