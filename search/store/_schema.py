@@ -18,13 +18,15 @@ __all__ = [
     "Base",
     "EpochRow",
     "PredictionRow",
+    "ReviewRow",
     "SchemaRow",
     "TrialRow",
 ]
 
 # 2: covid_roc_json; 3: lung focus details; 4: intervals, operating points, folds, stored predictions;
-# 5: external validation rows (``split = 'external:NAME'``, up to 64 characters, and external_json)
-SCHEMA_VERSION = 5
+# 5: external validation rows (``split = 'external:NAME'``, up to 64 characters, and external_json);
+# 6: reviewers' verdicts (cxr_reviews) and each trial's misclassified validation images (mistakes_json)
+SCHEMA_VERSION = 6
 SPLIT_LENGTH = 64
 
 
@@ -113,6 +115,9 @@ class TrialRow(Base):
     fold_spread_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # An external row: the dataset it was measured on (path, fingerprint, images) and what was left out.
     external_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Up to ``search.store.MISTAKES`` misclassified validation (or out-of-fold) images at the trial's
+    # threshold, each with its Grad-CAM overlay's artifact id: a JSON list (see search.store._mistakes).
+    mistakes_json: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     epochs_run: Mapped[int] = mapped_column(Integer, default=0)
     best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -181,3 +186,23 @@ class PredictionRow(Base):
     labels: Mapped[bytes] = mapped_column(LargeBinary)
     proba: Mapped[bytes] = mapped_column(LargeBinary)
     trial: Mapped[TrialRow] = relationship(back_populates="predictions")
+
+
+class ReviewRow(Base):
+    """A reviewer's verdict on one trial: append-only, the latest per trial counts, history kept.
+
+    Keyed by (study, engine, trial number) rather than a foreign key to ``cxr_trials``: a trial's
+    row is replaced when it is recorded again (a worker's retry), and its reviews must outlive that.
+    """
+
+    __tablename__ = "cxr_reviews"
+    __table_args__ = (Index("ix_cxr_reviews_trial", "study_name", "engine", "trial_number", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_name: Mapped[str] = mapped_column(String(512))
+    engine: Mapped[str] = mapped_column(String(32), default="optuna")
+    trial_number: Mapped[int] = mapped_column(Integer)
+    reviewer: Mapped[str] = mapped_column(String(64))
+    verdict: Mapped[str] = mapped_column(String(16))  # "lungs", "shortcut" or "unsure"
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)  # UTC

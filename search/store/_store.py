@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Engine, create_engine, delete, event, inspect, select
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from search._errors import SearchError
@@ -16,7 +16,17 @@ from search.space import TrialConfig
 from search.store._lock import lock_row
 from search.store._predictions import Predictions
 from search.store._ranking import DEFAULT_RANKING, Ranking
-from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, PredictionRow, SchemaRow, TrialRow
+from search.store._reviews import Review, check_note, check_reviewer, check_verdict
+from search.store._schema import (
+    SCHEMA_VERSION,
+    ArtifactRow,
+    Base,
+    EpochRow,
+    PredictionRow,
+    ReviewRow,
+    SchemaRow,
+    TrialRow,
+)
 from search.store._url import mask_url, parse_url
 
 __all__ = ["ArtifactRecord", "ResultStore", "config_row", "focus_like_flat_map"]
@@ -55,11 +65,15 @@ def _engine(url: str) -> Engine:
 
 
 class ResultStore:
-    """The project's result tables in the database at ``url`` (Optuna's tables live beside them)."""
+    """The project's result tables in the database at ``url`` (Optuna's tables live beside them).
 
-    def __init__(self, url: str) -> None:
+    ``engine``: one made elsewhere for ``url`` (the leaderboard's read-only one, say); by default
+    a writable engine of the store's own.
+    """
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
         self.url = url
-        self.engine = _engine(url)
+        self.engine = engine if engine is not None else _engine(url)
 
     def create_schema(self) -> None:
         """Create the tables once (before workers start) and stamp the schema version."""
@@ -188,6 +202,78 @@ class ResultStore:
         query = select(PredictionRow).where(PredictionRow.trial_id.in_(list(ids)))
         with Session(self.engine) as session:
             return {ids[p.trial_id]: Predictions.from_row(p) for p in session.scalars(query)}
+
+    def add_review(
+        self,
+        study: str,
+        trial_number: int,
+        *,
+        reviewer: str,
+        verdict: str,
+        note: str = "",
+        engine: str = "optuna",
+    ) -> Review:
+        """Record a reviewer's verdict on one trial and return it (append-only: it supersedes the
+        trial's earlier verdicts, which stay as its history).
+
+        ``verdict`` is one of :data:`search.store.VERDICTS`; ``reviewer`` a printable name of at
+        most 64 characters (surrounding spaces dropped); ``note`` free text of at most 2,000
+        characters (line breaks and tabs allowed, other control characters not). The trial must
+        have a validation row in this store for ``study`` and ``engine``. A bad value, or a
+        database that refuses the write (a read-only connection), is a one-sentence
+        :class:`SearchError`; ``created_at`` is the time of recording in UTC.
+        """
+        name, verdict, text = check_reviewer(reviewer), check_verdict(verdict), check_note(note)
+        if not isinstance(trial_number, int) or isinstance(trial_number, bool):
+            raise SearchError(f"`trial_number` must be a whole number, but got {trial_number!r}.")
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                found = session.scalar(
+                    select(TrialRow.id)
+                    .where(
+                        TrialRow.study_name == study,
+                        TrialRow.engine == engine,
+                        TrialRow.trial_number == trial_number,
+                        TrialRow.split == "val",
+                    )
+                    .limit(1)
+                )
+                if found is None:
+                    raise SearchError(
+                        f"`trial_number` must be a trial of study {study!r} (engine {engine}) with stored results, "
+                        f"but got {trial_number}."
+                    )
+                row = ReviewRow(study_name=study, engine=engine, trial_number=trial_number)
+                row.reviewer, row.verdict, row.note = name, verdict, text
+                session.add(row)
+                session.flush()
+                return Review.from_row(row)
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+            raise SearchError(
+                f"The results database must accept the review, but {mask_url(self.url)} refused it ({reason})."
+            ) from None
+
+    def reviews(self, study: str, trial_number: int | None = None, *, engine: str | None = None) -> list[Review]:
+        """The study's verdicts (of one trial, and of one engine, when given), oldest first."""
+        query = select(ReviewRow).where(ReviewRow.study_name == study).order_by(ReviewRow.id)
+        if trial_number is not None:
+            query = query.where(ReviewRow.trial_number == trial_number)
+        if engine is not None:
+            query = query.where(ReviewRow.engine == engine)
+        with Session(self.engine) as session:
+            return [Review.from_row(r) for r in session.scalars(query)]
+
+    def latest_verdicts(self, study: str) -> dict[tuple[str, int], Review]:
+        """Each reviewed trial's latest verdict, keyed by ``(engine, trial_number)``."""
+        latest = (
+            select(func.max(ReviewRow.id))
+            .where(ReviewRow.study_name == study)
+            .group_by(ReviewRow.engine, ReviewRow.trial_number)
+        )
+        query = select(ReviewRow).where(ReviewRow.id.in_(latest)).order_by(ReviewRow.id)
+        with Session(self.engine) as session:
+            return {(r.engine, r.trial_number): Review.from_row(r) for r in session.scalars(query)}
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,8 +1,9 @@
 """Upgrading an older results database in place, with Alembic's operations.
 
 Every change since version 3 adds nullable columns, tables or indexes, or widens a column
-(version 5: ``split``, for ``external:NAME`` rows), so an upgrade adds what is missing, widens
-what is too narrow and keeps every row; the version is stamped last, in the same transaction.
+(version 5: ``split``, for ``external:NAME`` rows; version 6: the ``cxr_reviews`` table and
+``cxr_trials.mistakes_json``), so an upgrade adds what is missing, widens what is too narrow and
+keeps every row; the version is stamped last, in the same transaction.
 """
 
 from __future__ import annotations

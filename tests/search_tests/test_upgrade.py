@@ -20,6 +20,7 @@ ADDED_IN_4 = (
     "op_specificity_low", "op_specificity_high", "folds", "fold_spread_json",
 )  # fmt: skip
 ADDED_IN_5 = ("external_json",)
+ADDED_IN_6 = ("mistakes_json",)
 
 
 def _version_3(path: Path) -> str:
@@ -34,7 +35,8 @@ def _version_3(path: Path) -> str:
     with store.engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_cxr_trials_rank_op"))
         conn.execute(text("DROP TABLE cxr_predictions"))
-        for column in ADDED_IN_4 + ADDED_IN_5:
+        conn.execute(text("DROP TABLE cxr_reviews"))
+        for column in ADDED_IN_4 + ADDED_IN_5 + ADDED_IN_6:
             conn.execute(text(f"ALTER TABLE cxr_trials DROP COLUMN {column}"))
         conn.execute(text("UPDATE cxr_schema SET value = '3' WHERE key = 'version'"))
     store.dispose()
@@ -64,6 +66,7 @@ def test_the_upgrade_keeps_every_row_and_adds_what_the_current_version_needs(tmp
     rows = store.trials("old")
     assert [(r.trial_number, r.covid_sensitivity) for r in rows] == [(0, 0.9), (1, 0.95)]
     assert rows[0].op_sensitivity is None, "old trials have no operating point: they rank as unknown"
+    assert rows[0].mistakes_json is None and store.latest_verdicts("old") == {}, "the reviews table is there, empty"
     new = config_row("old", 2, CONFIG, "COMPLETE")
     new.op_sensitivity, new.covid_specificity = 0.97, 0.9
     store.record(new)
