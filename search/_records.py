@@ -12,9 +12,27 @@ from search._errors import SearchError
 from search._study import StudyInfo, check_study_exists, make_storage
 from search.artifacts import download_to
 from search.logging import get_logger
-from search.store import DEFAULT_RANKING, Ranking, ResultStore, TrialRow, meets_floor
+from search.store import (
+    DEFAULT_RANKING,
+    Ranking,
+    ResultStore,
+    Review,
+    TrialRow,
+    describe_shortcut,
+    meets_floor,
+    trial_label,
+)
 
-__all__ = ["download_model", "download_models", "find_trial", "study_info", "study_manifest"]
+__all__ = [
+    "download_model",
+    "download_models",
+    "find_trial",
+    "shortcut_verdicts",
+    "study_info",
+    "study_manifest",
+    "warn_if_shortcut",
+    "without_shortcuts",
+]
 
 _logger = get_logger(__name__)
 
@@ -27,25 +45,66 @@ def study_info(storage: str, study: str) -> StudyInfo:
 def find_trial(
     store: ResultStore, study: str, trial: int | None, engine: str = "optuna", ranking: Ranking = DEFAULT_RANKING
 ) -> TrialRow:
-    """The given trial's validation row, or the top-ranked completed one."""
+    """The given trial's validation row, or the top-ranked completed one.
+
+    The top-ranked one is never a trial whose latest review says it reads a shortcut: each such
+    trial ranked above the one chosen is skipped with one line saying who marked it, when and
+    why. A trial given by number is used even so, with a warning.
+    """
     if trial is None:
-        top = store.ranked(study, limit=1, ranking=ranking)
+        shortcuts = shortcut_verdicts(store, study)
+        top = store.ranked(study, limit=len(shortcuts) + 1, ranking=ranking)
         if not top:
             raise SearchError(f"The study must have a completed trial to export, but {study!r} has none yet.")
-        specificity = top[0].covid_specificity
+        chosen = next((r for r in top if (r.engine, r.trial_number) not in shortcuts), None)
+        if chosen is None:
+            raise SearchError(
+                f"The study must have a completed trial that no reviewer marked as reading a shortcut, but all "
+                f"{len(top)} completed trials of {study!r} are marked; name one with --trial to use it anyway."
+            )
+        without_shortcuts(top[: top.index(chosen)], shortcuts)
+        specificity = chosen.covid_specificity
         if not meets_floor(specificity, ranking.min_specificity):
             has = "no measured specificity" if specificity is None else f"{specificity:.2f}"
             _logger.warning(
                 f"no completed trial of {study!r} reaches COVID specificity {ranking.min_specificity:.2f}; "
-                f"the top-ranked trial {top[0].trial_number} has {has} (it may call most X-rays COVID)."
+                f"the top-ranked trial {chosen.trial_number} has {has} (it may call most X-rays COVID)."
             )
-        return top[0]
+        return chosen
     rows = {r.trial_number: r for r in store.trials(study, engine=engine)}
     if trial not in rows:
         raise SearchError(f"`--trial` must be a trial of study {study!r} with stored results, but got {trial}.")
     if rows[trial].state != "COMPLETE":
         raise SearchError(f"`--trial` must be a completed trial, but trial {trial} is {rows[trial].state}.")
+    warn_if_shortcut(rows[trial], shortcut_verdicts(store, study))
     return rows[trial]
+
+
+def shortcut_verdicts(store: ResultStore, study: str) -> dict[tuple[str, int], Review]:
+    """The study's trials whose latest verdict is ``shortcut``, by ``(engine, trial_number)``."""
+    return {key: review for key, review in store.latest_verdicts(study).items() if review.verdict == "shortcut"}
+
+
+def without_shortcuts(rows: list[TrialRow], shortcuts: dict[tuple[str, int], Review]) -> list[TrialRow]:
+    """``rows`` less the trials marked as reading a shortcut, each skipped one said in one line:
+    ``trial N skipped: REVIEWER marked it as reading a shortcut (DATE): NOTE``."""
+    kept = []
+    for row in rows:
+        review = shortcuts.get((row.engine, row.trial_number))
+        if review is None:
+            kept.append(row)
+        else:
+            _logger.info(f"{trial_label(row.engine, row.trial_number)} skipped: {describe_shortcut(review)}")
+    return kept
+
+
+def warn_if_shortcut(row: TrialRow, shortcuts: dict[tuple[str, int], Review]) -> None:
+    """A warning when a trial named explicitly was marked as reading a shortcut (it is used all the same)."""
+    review = shortcuts.get((row.engine, row.trial_number))
+    if review is not None:
+        _logger.warning(
+            f"{trial_label(row.engine, row.trial_number)} is used as named, but {describe_shortcut(review)}"
+        )
 
 
 def download_models(row: TrialRow, info: StudyInfo, folder: Path | None = None) -> list[Path]:

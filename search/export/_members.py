@@ -95,11 +95,19 @@ def _pool(
     sd: StudyData, study: str, ensemble: int | None, members: Sequence[int] | None
 ) -> tuple[list[TrialRow], dict[int, Predictions]]:
     """The candidates: named by ``members``, the top ``ensemble``, or by default the top
-    ``DEFAULT_ENSEMBLE`` that have stored predictions (older trials have none)."""
+    ``DEFAULT_ENSEMBLE`` that have stored predictions (older trials have none).
+
+    Trials whose latest review says they read a shortcut are never chosen by rank (one line per
+    skipped trial says who marked it, when and why); named by ``members`` they are used, with a
+    warning.
+    """
+    from search._records import shortcut_verdicts, warn_if_shortcut, without_shortcuts
+
     eligible = _eligible(sd.store, study, sd.info.ranking)
     if not eligible:
         raise SearchError(f"The study must have a completed trial with a saved model, but {study!r} has none yet.")
     stored = sd.store.predictions(study, eligible)
+    shortcuts = shortcut_verdicts(sd.store, study)
     if members is not None:
         by_number = {r.trial_number: r for r in eligible}
         missing = [m for m in members if m not in by_number]
@@ -108,7 +116,17 @@ def _pool(
                 f"`--members` must name completed trials of {study!r} with a saved model, but {missing} are not "
                 f"among them ({sorted(by_number)})."
             )
+        for m in members:
+            warn_if_shortcut(by_number[m], shortcuts)
         return [by_number[m] for m in members], stored
+    marked = len(eligible)
+    eligible = without_shortcuts(eligible, shortcuts)
+    if not eligible:
+        raise SearchError(
+            f"The study must have a completed trial with a saved model that no reviewer marked as reading a "
+            f"shortcut, but all {marked} of {study!r} are marked; name them with --trial or --members to use them "
+            "anyway."
+        )
     if ensemble is None:
         eligible = _feasible_first(eligible, sd.info.ranking, study)
         with_predictions = [r for r in eligible if r.trial_number in stored]
