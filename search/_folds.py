@@ -41,12 +41,13 @@ from search._trial import (
     covid_heatmaps,
     focus_entries,
     focus_of,
+    measure_mistakes,
     trial_feed,
 )
 from search.metrics import TrialMetrics, compute_metrics
 from search.model import build_model
 from search.space import TrialConfig
-from search.store import Predictions
+from search.store import Predictions, mistake_candidates
 from search.train import FitResult, Reporter, fit_model
 
 __all__ = ["SPREAD_FIGURES", "run_folds"]
@@ -99,6 +100,7 @@ class _Run:
         self.models: list[Path] = []
         self.params = self.trainable = 0
         self.routes: list[str] = []
+        self.mistake_heat: dict[int, np.ndarray] = {}  # entry -> COVID heatmap, from the fold that predicted it
 
     def reporter(self, k: int, report: Reporter | None) -> Reporter | None:
         if report is None:
@@ -134,6 +136,11 @@ class _Run:
         self.best_epochs.append(fit.best_epoch)
         if len(self.chosen):
             self.heat += covid_heatmaps(built, self.data, self.config, self.chosen) / self.config.folds
+        # The threshold is chosen on all folds: keep what any threshold may show (<= 3 * MISTAKES images).
+        candidates = feed.val_indices[mistake_candidates(labels, proba)]
+        if len(candidates):
+            heat = covid_heatmaps(built, self.data, self.config, candidates)
+            self.mistake_heat.update(zip(candidates.tolist(), heat, strict=True))
         self.params, self.trainable = built.model.count_params(), count_params(built.model.trainable_weights)
         if self.folder is not None:
             path = Path(self.folder.name) / f"fold-{k}.keras"
@@ -161,6 +168,11 @@ class _Run:
             done.metrics = _metrics(pooled, done.fold_spread)
             done.predictions = Predictions("oof", indices, labels, proba)
             done.focus, done.focus_source, done.overlays = focus_of(self.data, config, self.chosen, self.heat)
+            done.mistakes = measure_mistakes(
+                self.data, config, split, done.metrics, done.predictions,
+                lambda entries: np.stack([self.mistake_heat[int(e)] for e in entries]),
+                available=np.array(sorted(self.mistake_heat), dtype=np.int64),
+            )  # fmt: skip
             done.fold_models, done._fold_dir = self.models, self.folder
         done.wall_time_s = time.perf_counter() - started
         return done

@@ -1,4 +1,5 @@
-"""Recording a finished trial: its results row, epochs, Grad-CAM overlays and (maybe) its model.
+"""Recording a finished trial: its results row, epochs, Grad-CAM overlays, misclassified images and
+(maybe) its model.
 
 Shared by both engines; only the engine name and what the artifacts attach to differ.
 """
@@ -10,6 +11,7 @@ import tempfile
 import traceback
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -48,7 +50,10 @@ class TrialRecorder:
         prefix = "trial" if self.engine == "optuna" else f"{self.engine}-trial"
         artifacts = self._save_model(target, f"{prefix}-{number}.keras", outcome) if self._could_win(outcome) else []
         artifacts += self._save_overlays(target, outcome)
+        mistakes, records = self._save_mistakes(target, outcome)
+        artifacts += records
         row, epochs = outcome_rows(self.study_name, number, outcome, self.dataset_fingerprint, self.engine)
+        row.mistakes_json = json.dumps(mistakes) if outcome.metrics is not None else None
         predictions = [outcome.predictions] if outcome.predictions is not None else []
         self.store.record(row, epochs, artifacts, predictions)
 
@@ -113,6 +118,25 @@ class TrialRecorder:
                 )
                 records.append(ArtifactRecord("gradcam", artifact_id, name, path.stat().st_size))
         return records
+
+    def _save_mistakes(
+        self, target: Target, outcome: TrialOutcome
+    ) -> tuple[list[dict[str, Any]], list[ArtifactRecord]]:
+        """The trial's misclassified validation images: their overlays as ``"mistake"`` artifacts, and
+        the ``mistakes_json`` items that name them (``artifact_id`` filled in)."""
+        from PIL import Image
+
+        items, records = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, item, picture in outcome.mistakes:
+                path = Path(tmp) / name
+                Image.fromarray(picture).save(path)
+                artifact_id = optuna.artifacts.upload_artifact(
+                    artifact_store=self.artifact_store, file_path=str(path), study_or_trial=target, mimetype="image/png"
+                )
+                records.append(ArtifactRecord("mistake", artifact_id, name, path.stat().st_size))
+                items.append({**item, "artifact_id": artifact_id})
+        return items, records
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import random
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,12 +34,14 @@ from search.gradcam import LungFocus, gradcam, lung_focus, overlay
 from search.metrics import COVID_LABEL, TrialMetrics, compute_metrics
 from search.model import BuiltModel, build_model
 from search.space import TrialConfig
-from search.store import Predictions
+from search.store import MISTAKES, Predictions, decide, pick_mistakes
 from search.train import FitResult, Reporter, fit_model
 
 __all__ = [
     "FOCUS_IMAGES",
+    "MISTAKES",
     "OVERLAYS",
+    "MistakeImage",
     "TrialData",
     "TrialOutcome",
     "count_params",
@@ -45,6 +49,7 @@ __all__ = [
     "focus_entries",
     "focus_of",
     "measure_focus",
+    "measure_mistakes",
     "refit_trial",
     "run_trial",
     "trial_feed",
@@ -191,10 +196,14 @@ class TrialOutcome:
     fold_models: list[Path] = field(default_factory=list)
     fold_spread: dict[str, dict[str, Any]] | None = None
     _fold_dir: Any = None  # the temporary folder holding fold_models, removed with the outcome
+    # Up to MISTAKES misclassified validation images at the trial's threshold (measure_mistakes).
+    mistakes: list[MistakeImage] = field(default_factory=list)
 
 
 FOCUS_IMAGES = 96  # validation images with lung masks that Grad-CAM reads per trial
 OVERLAYS = 4
+# (file name, its mistakes_json item without artifact_id, RGB uint8 overlay in the original image's coordinates)
+MistakeImage = tuple[str, dict[str, Any], np.ndarray]
 
 
 FocusResult = tuple[LungFocus | None, str | None, list[tuple[str, np.ndarray]]]
@@ -241,6 +250,61 @@ def measure_focus(built: BuiltModel, data: TrialData, config: TrialConfig, split
     if len(chosen) == 0:
         return None, None, []
     return focus_of(data, config, chosen, covid_heatmaps(built, data, config, chosen))
+
+
+def measure_mistakes(
+    data: TrialData,
+    config: TrialConfig,
+    split: Split,
+    metrics: TrialMetrics,
+    predictions: Predictions,
+    heatmaps_of: Callable[[np.ndarray], np.ndarray],
+    available: np.ndarray | None = None,
+) -> list[MistakeImage]:
+    """Up to ``MISTAKES`` misclassified images of ``predictions`` at the trial's own COVID threshold
+    (:func:`search.store.pick_mistakes`: missed COVID first, then false COVID, then other
+    confusions), each with the COVID Grad-CAM overlay on the original image.
+
+    ``heatmaps_of(entries)`` gives the COVID heatmaps of those manifest entries on the model's
+    input (its region); they are put back into the original image as lung focus does. Only the
+    picked images are read: ``MISTAKES`` Grad-CAM images per trial (a twelfth of lung focus's 96).
+    ``available``: the only entries that may be picked (a cross-validated trial's, whose fold
+    models kept the heatmaps of :func:`search.store.mistake_candidates` only).
+    """
+    if available is not None:
+        keep = np.isin(predictions.indices, available)
+        predictions = replace(
+            predictions,
+            indices=predictions.indices[keep],
+            labels=predictions.labels[keep],
+            proba=predictions.proba[keep],
+        )
+    threshold = metrics.operating.threshold if metrics.operating is not None else None
+    picks = pick_mistakes(predictions.labels, predictions.proba, threshold, MISTAKES)
+    if not picks:
+        return []
+    positions = np.array([p for p, _ in picks])
+    entries = predictions.indices[positions]
+    proba = predictions.proba[positions]
+    predicted = decide(proba, threshold)
+    images = np.asarray(data.arrays(config.image_size, config.crop).images)
+    heatmaps = to_original(heatmaps_of(entries), data.boxes(config)[entries], images.shape[1:3])
+    names = split.scheme.class_names
+    out: list[MistakeImage] = []
+    for k, ((position, kind), entry) in enumerate(zip(picks, entries, strict=True)):
+        path = data.manifest.entries[int(entry)].path
+        item = {
+            "entry": int(entry),
+            "path": path,
+            "label": names[int(predictions.labels[position])],
+            "predicted": names[int(predicted[k])],
+            "covid_probability": float(proba[k, COVID_LABEL]),
+            "probabilities": {name: float(p) for name, p in zip(names, proba[k], strict=True)},
+            "kind": kind,
+        }
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(path).stem)[:60]
+        out.append((f"mistake-{k}-{stem}.png", item, overlay(images[int(entry)], heatmaps[k])))
+    return out
 
 
 def trial_feed(built: BuiltModel, config: TrialConfig, data: TrialData, split: Split) -> TrialFeed:
@@ -292,6 +356,7 @@ def run_trial(
         fit = fit_model(built, config, feed, report=report)
         metrics, focus, source, predictions = None, None, None, None
         overlays: list[tuple[str, np.ndarray]] = []
+        mistakes: list[MistakeImage] = []
         if not fit.pruned:
             assert feed.last is not None
             model, val = feed.last  # the last phase's model and data: no second pass of the frozen part
@@ -302,6 +367,9 @@ def run_trial(
             )
             predictions = Predictions("val", feed.val_indices, labels, proba)
             focus, source, overlays = measure_focus(built, data, config, split)
+            mistakes = measure_mistakes(
+                data, config, split, metrics, predictions, lambda e: covid_heatmaps(built, data, config, e)
+            )
         return TrialOutcome(
             config=config,
             fit=fit,
@@ -316,6 +384,7 @@ def run_trial(
             overlays=overlays,
             routes=feed.routes,
             predictions=predictions,
+            mistakes=mistakes,
         )
     finally:
         random.setstate(global_state[0])
