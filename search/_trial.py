@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import random
 import re
 import time
@@ -15,12 +16,13 @@ import keras
 import numpy as np
 
 from cxrdata import (
+    REGION_MARGIN,
     DatasetError,
     ImageArrays,
     Manifest,
     Split,
-    apply_region,
     atomic_write,
+    cached_region,
     get_scheme,
     load_images,
     make_split,
@@ -119,9 +121,16 @@ class TrialData:
                         f"`input_region={region}` needs lung masks, but the dataset has none and no lung "
                         "segmenter was given (--lung-model)."
                     )
-                cut = apply_region(np.asarray(arrays.images), masks, available, region)
+                cut = cached_region(arrays.images, masks, available, region, self._region_folder(config))
                 self._inputs[key] = replace(arrays, images=cut.images, masks=cut.masks), cut.boxes
         return self._inputs[key]
+
+    def _region_folder(self, config: TrialConfig) -> Path | None:
+        """Where a region's inputs are cached, beside the image cache (None: kept in memory)."""
+        if self.cache_dir is None:
+            return None
+        text = f"{self.inputs_key(config)}|{config.image_size}|{config.crop:.4f}|{REGION_MARGIN}"
+        return self.cache_dir / f"region-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
 
     def _segmenter_digest(self) -> str:
         import hashlib

@@ -177,6 +177,7 @@ def _beside(row: TrialRow, split: str) -> TrialRow:
         **{c.key: getattr(row, c.key) for c in TrialRow.__table__.columns if c.key not in ("id", "created_at")}
     )
     copy.split = split
+    copy.mistakes_json = None  # the validation row's misclassified images, not this split's
     return copy
 
 
