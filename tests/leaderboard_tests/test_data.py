@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -176,7 +177,10 @@ def test_trial_detail(engine: Engine) -> None:
     assert detail is not None and detail.state == "COMPLETE"
     assert detail.metrics["op_sensitivity"] == 119 / 120
     assert detail.confusion is not None and len(detail.confusion) == 3
-    assert detail.roc == ([0.0, 0.1, 1.0], [0.0, 0.9, 1.0])
+    assert detail.roc is not None
+    fpr, tpr = detail.roc
+    assert fpr[0] == tpr[0] == 0.0 and fpr[-1] == tpr[-1] == 1.0 and fpr == sorted(fpr) and tpr == sorted(tpr)
+    assert abs(float(np.trapezoid(tpr, fpr)) - detail.metrics["covid_auc"]) < 0.01, "the curve has the trial's AUC"
     assert list(detail.epochs["epoch"]) == list(range(len(detail.epochs)))
     assert D.trial_detail(engine, "demo", 10_000) is None
 
