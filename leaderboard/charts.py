@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import optuna
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from leaderboard.data import LABELS, pareto_front
 
 __all__ = [
     "IMPORTANCE_MAX_TRIALS",
+    "best_so_far_figure",
+    "compare_learning_figure",
+    "compare_roc_figure",
     "confusion_figure",
+    "distribution_figure",
+    "fronts_figure",
+    "interval_figure",
     "learning_curve_figure",
     "optuna_figure",
     "optuna_front",
@@ -151,4 +158,139 @@ def learning_curve_figure(epochs: pd.DataFrame, pruned_at: int | None) -> go.Fig
     if pruned_at is not None:
         fig.add_vline(x=pruned_at, line_dash="dash", line_color="red", annotation_text="pruned")
     fig.update_layout(title="Learning curves", xaxis_title="epoch", yaxis_title="loss")
+    return fig
+
+
+# Several trials or studies on one chart: one colour each, the same in every chart of a page.
+PALETTE = px.colors.qualitative.Plotly
+
+
+def compare_roc_figure(rocs: Mapping[str, tuple[Sequence[float], Sequence[float], float | None]]) -> go.Figure:
+    """ROC curves (COVID vs rest) of several trials overlaid; the legend gives each one's AUC."""
+    fig = go.Figure()
+    for k, (label, (fpr, tpr, auc)) in enumerate(rocs.items()):
+        name = f"trial {label}" + ("" if auc is None else f" (AUC {auc:.3f})")
+        fig.add_trace(
+            go.Scatter(x=list(fpr), y=list(tpr), mode="lines", name=name, line={"color": PALETTE[k % len(PALETTE)]})
+        )
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance"))
+    fig.update_layout(title="ROC, COVID vs rest (validation)", xaxis_title="1 - specificity", yaxis_title="sensitivity")
+    return fig
+
+
+def compare_learning_figure(curves: Mapping[str, tuple[pd.DataFrame, int | None]]) -> go.Figure:
+    """Learning curves of several trials overlaid: validation loss solid, training loss dotted, one
+    colour per trial; a pruned trial's last epoch is marked with a cross."""
+    fig = go.Figure()
+    for k, (label, (epochs, pruned_at)) in enumerate(curves.items()):
+        color = PALETTE[k % len(PALETTE)]
+        fig.add_trace(
+            go.Scatter(
+                x=epochs["epoch"], y=epochs["val_loss"], mode="lines+markers", name=f"trial {label}: validation",
+                line={"color": color}, legendgroup=label,
+            )
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=epochs["epoch"], y=epochs["loss"], mode="lines", name=f"trial {label}: training",
+                line={"color": color, "dash": "dot"}, legendgroup=label,
+            )
+        )  # fmt: skip
+        if pruned_at is not None and len(epochs):
+            last = epochs.iloc[-1]
+            fig.add_trace(
+                go.Scatter(
+                    x=[last["epoch"]], y=[last["val_loss"]], mode="markers", name=f"trial {label}: pruned",
+                    marker={"symbol": "x", "size": 12, "color": color}, legendgroup=label,
+                )
+            )  # fmt: skip
+    fig.update_layout(title="Learning curves", xaxis_title="epoch", yaxis_title="loss")
+    return fig
+
+
+def interval_figure(intervals: pd.DataFrame) -> go.Figure:
+    """Each trial's COVID figures with their 95% intervals as error bars (one colour per trial)."""
+    fig = go.Figure()
+    for k, (label, rows) in enumerate(intervals.groupby("trial", sort=False)):
+        fig.add_trace(
+            go.Scatter(
+                x=rows["figure"], y=rows["value"], mode="markers", name=f"trial {label}",
+                marker={"color": PALETTE[k % len(PALETTE)], "size": 9},
+                error_y={"type": "data", "symmetric": False, "array": rows["high"] - rows["value"],
+                         "arrayminus": rows["value"] - rows["low"]},
+            )
+        )  # fmt: skip
+    fig.update_layout(
+        title="COVID figures with their 95% intervals (validation)", yaxis_title="value", scattermode="group"
+    )
+    return fig
+
+
+def best_so_far_figure(curves: Mapping[str, pd.DataFrame], figure: str) -> go.Figure:
+    """Best-so-far ``figure`` of each study, against wall time (left) and trials (right)."""
+    name = LABELS.get(figure, figure)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("over wall time", "over trials"), shared_yaxes=True)
+    for k, (label, curve) in enumerate(curves.items()):
+        color = PALETTE[k % len(PALETTE)]
+        for col, x in ((1, "hours"), (2, "trials")):
+            fig.add_trace(
+                go.Scatter(
+                    x=curve[x], y=curve["best"], mode="lines", line={"shape": "hv", "color": color}, name=label,
+                    legendgroup=label, showlegend=col == 1, customdata=curve["trial_number"],
+                    hovertemplate=f"{label}: best %{{y:.3f}} (trial %{{customdata}})<extra></extra>",
+                ),
+                row=1, col=col,
+            )  # fmt: skip
+    fig.update_xaxes(title_text="hours since the first trial", row=1, col=1)
+    fig.update_xaxes(title_text="trials recorded", row=1, col=2)
+    fig.update_yaxes(title_text=f"best {name}", row=1, col=1)
+    fig.update_layout(title=f"Best {name} so far")
+    return fig
+
+
+def distribution_figure(frames: Mapping[str, pd.DataFrame], figures: Sequence[str]) -> go.Figure:
+    """The distribution of each of ``figures`` over each study's completed trials (overlaid
+    histograms, as a share of the study's trials so studies of different sizes compare)."""
+    fig = make_subplots(rows=1, cols=len(figures), subplot_titles=[LABELS.get(f, f) for f in figures])
+    for k, (label, frame) in enumerate(frames.items()):
+        done = frame[frame["state"] == "COMPLETE"]
+        for col, figure in enumerate(figures, start=1):
+            fig.add_trace(
+                go.Histogram(
+                    x=done[figure].dropna(), name=label, legendgroup=label, showlegend=col == 1, opacity=0.6,
+                    histnorm="probability", marker={"color": PALETTE[k % len(PALETTE)]}, xbins={"size": 0.02},
+                ),
+                row=1, col=col,
+            )  # fmt: skip
+    fig.update_layout(barmode="overlay", title="Completed trials: distribution", yaxis_title="share of trials")
+    return fig
+
+
+def fronts_figure(frames: Mapping[str, pd.DataFrame], x: str, y: str = "lung_focus") -> go.Figure:
+    """Each study's completed trials (faint) and its Pareto front of ``x`` against ``y`` (a line),
+    on one chart."""
+    fig = go.Figure()
+    for k, (label, frame) in enumerate(frames.items()):
+        color = PALETTE[k % len(PALETTE)]
+        done = frame[frame["state"] == "COMPLETE"].dropna(subset=[x, y])
+        fig.add_trace(
+            go.Scattergl(
+                x=done[x], y=done[y], mode="markers", name=f"{label}: trials", legendgroup=label,
+                marker={"color": color, "opacity": 0.25, "size": 5}, customdata=done["trial_number"],
+                hovertemplate=f"{label}: trial %{{customdata}}<extra></extra>",
+            )
+        )  # fmt: skip
+        front = done[pareto_front(done, x, y)].sort_values(x) if len(done) else done
+        fig.add_trace(
+            go.Scatter(
+                x=front[x], y=front[y], mode="lines+markers", name=f"{label}: Pareto front", legendgroup=label,
+                line={"color": color, "width": 3}, customdata=front["trial_number"],
+                hovertemplate=f"{label}: trial %{{customdata}} (front)<extra></extra>",
+            )
+        )  # fmt: skip
+    fig.update_layout(
+        title=f"Pareto fronts: {LABELS.get(x, x)} vs {LABELS.get(y, y)}",
+        xaxis_title=LABELS.get(x, x),
+        yaxis_title=LABELS.get(y, y),
+    )
     return fig

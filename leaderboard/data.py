@@ -52,6 +52,7 @@ __all__ = [
     "study_version",
     "top_line",
     "trial_detail",
+    "with_verdicts",
 ]
 
 LABELS: dict[str, str] = {
@@ -71,6 +72,8 @@ LABELS: dict[str, str] = {
     "roc_auc": "validation AUC",
     "covid_auc": "COVID AUC",
     "covid_specificity": "COVID specificity",
+    "covid_specificity_low": "COVID specificity, 95% lower bound",
+    "covid_specificity_high": "COVID specificity, 95% upper bound",
     "covid_ppv": "COVID PPV",
     "covid_npv": "COVID NPV",
     "accuracy": "accuracy",
@@ -210,6 +213,11 @@ def top_line(frame: pd.DataFrame) -> str:
         text += " — below the study's lung-focus constraint, like every trial shown"
     if top["below_floor"]:
         text += " — below the specificity floor, like every trial shown"
+    if top.get("review") == "shortcut":
+        text += (
+            f" — {escape_markdown(top.get('reviewer') or 'a reviewer')} marked it as reading a shortcut, so the "
+            "default export never chooses it"
+        )
     ratio = None if pd.isna(top["lung_focus_ratio"]) else float(top["lung_focus_ratio"])
     if focus_like_flat_map(ratio):
         text += (
@@ -274,10 +282,34 @@ def ranking(
     return frame, int(total)
 
 
-def ranking_csv(engine: Engine, study: str, *, rule: Ranking = DEFAULT_RANKING, filters: Filters = Filters()) -> str:
-    """Every trial matching ``filters``, in the rule's order, as CSV (the table's columns, all pages)."""
+def ranking_csv(
+    engine: Engine,
+    study: str,
+    *,
+    rule: Ranking = DEFAULT_RANKING,
+    filters: Filters = Filters(),
+    verdicts: pd.DataFrame | None = None,
+) -> str:
+    """Every trial matching ``filters``, in the rule's order, as CSV (the table's columns, all
+    pages; with ``verdicts``, each trial's latest review and its reviewer as in the table)."""
     frame, _ = ranking(engine, study, rule=rule, filters=filters, page_size=2**31 - 1)
+    if verdicts is not None:
+        frame = with_verdicts(frame, verdicts)
     return frame.to_csv(index=False)
+
+
+def with_verdicts(frame: pd.DataFrame, verdicts: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (trials by ``engine`` and ``trial_number``) with ``review`` and ``reviewer`` columns
+    after the trial number: each trial's latest verdict (``leaderboard.review.verdicts_frame``:
+    engine, trial, verdict, reviewer), None where it has none."""
+    columns = (verdicts[c] for c in ("engine", "trial", "verdict", "reviewer"))
+    latest = {(str(e), int(t)): (str(v), str(r)) for e, t, v, r in zip(*columns, strict=True)}
+    found = [latest.get((str(e), int(t))) for e, t in zip(frame["engine"], frame["trial_number"], strict=True)]
+    out = frame.copy()
+    at = list(out.columns).index("trial_number") + 1
+    out.insert(at, "review", [f[0] if f else None for f in found])
+    out.insert(at + 1, "reviewer", [f[1] if f else None for f in found])
+    return out
 
 
 def config_table(config: dict[str, Any]) -> pd.DataFrame:
