@@ -1,4 +1,9 @@
-"""``python -m leaderboard --storage URL``: start the Streamlit leaderboard on 127.0.0.1."""
+"""``python -m leaderboard --storage URL [--reviewer NAME]``: start the Streamlit leaderboard on 127.0.0.1.
+
+Pages: Ranking ``/?study=S``, Trial ``/trial?study=S&trial=N``, Compare
+``/compare?study=S&trials=3,7,9`` and Studies ``/studies?studies=A,B``. Read-only unless started
+with ``--reviewer NAME`` (verdicts are recorded under that name) or ``--allow-export``.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,8 @@ from pathlib import Path
 from streamlit.web import cli as streamlit_cli
 
 from leaderboard.exports import ALLOW_VARIABLE
-from search import check_settings
-from search.store import STORAGE_VARIABLE, add_storage_argument
+from search import SearchError, check_settings
+from search.store import STORAGE_VARIABLE, add_storage_argument, check_reviewer
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -26,7 +31,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="offer the export button (it evaluates on the test split and writes that row to the database)",
     )
+    parser.add_argument(
+        "--reviewer",
+        metavar="NAME",
+        help="record reviewers' verdicts under NAME (the page's only writable connection: needs a database role "
+        "that may insert into cxr_reviews); without it the page is read-only",
+    )
     args = parser.parse_args(argv)
+    script_args = []
+    if args.reviewer is not None:
+        try:
+            script_args = ["--", "--reviewer", check_reviewer(args.reviewer)]
+        except SearchError as exc:
+            parser.error(str(exc))
     os.environ[STORAGE_VARIABLE] = args.storage  # to the page by environment: never on a command line
     if args.allow_export:
         os.environ[ALLOW_VARIABLE] = "1"
@@ -35,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "streamlit", "run", str(app),
         "--server.address", args.host, "--server.port", str(args.port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+        *script_args,  # the reviewer's name reaches the page as its own argument (a name, not a secret)
     ]  # fmt: skip
     sys.exit(streamlit_cli.main())
 

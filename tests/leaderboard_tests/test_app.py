@@ -1,4 +1,4 @@
-"""The Streamlit page through Streamlit's AppTest (no browser)."""
+"""The Ranking and Trial pages through Streamlit's AppTest (no browser)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import REPO
-from tests.leaderboard_tests.conftest import WINNER
-
-APP = str(REPO / "leaderboard" / "app.py")
+from tests.leaderboard_tests.conftest import APP, WINNER, open_page
 
 
-def _app(monkeypatch: pytest.MonkeyPatch, url: str, study: str = "demo", allow_export: bool = False) -> AppTest:
-    monkeypatch.setenv("CXR_STORAGE", url)
-    monkeypatch.setenv("CXR_ALLOW_EXPORT", "1" if allow_export else "0")
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params["study"] = study
-    return at.run()
+def _app(
+    monkeypatch: pytest.MonkeyPatch, url: str, study: str = "demo", allow_export: bool = False, page: str = "ranking"
+) -> AppTest:
+    return open_page(monkeypatch, url, page, study=study, allow_export=allow_export)
 
 
 def _top(at: AppTest) -> str:
@@ -106,7 +101,7 @@ def test_a_password_never_reaches_the_page(monkeypatch: pytest.MonkeyPatch, url:
 
 
 def test_export_is_off_unless_allowed(monkeypatch: pytest.MonkeyPatch, searched: Path) -> None:
-    at = _app(monkeypatch, f"sqlite:///{searched / 'optuna.db'}", study="cxr-search")
+    at = _app(monkeypatch, f"sqlite:///{searched / 'optuna.db'}", study="cxr-search", page="trial")
     assert not at.exception
     assert not [b for b in at.button if b.label.startswith("Export")]
     assert any("Export is off on this page" in c.value and "--allow-export" in c.value for c in at.caption)
@@ -119,10 +114,12 @@ def test_the_export_button_packages_the_top_trial_once(
     import zipfile
 
     monkeypatch.setenv("CXR_EXPORT_CACHE", str(tmp_path))
-    at = _app(monkeypatch, f"sqlite:///{searched / 'optuna.db'}", study="cxr-search", allow_export=True)
+    url = f"sqlite:///{searched / 'optuna.db'}"
+    top = _top(_app(monkeypatch, url, study="cxr-search")).split("trial ")[1].split(" ")[0]
+    at = _app(monkeypatch, url, study="cxr-search", allow_export=True, page="trial")
     assert not at.exception
+    assert any(m.value.startswith(f"**Trial {top}**") for m in at.markdown), "the trial page opens on the top trial"
     button = next(b for b in at.button if b.label.startswith("Export trial"))
-    top = _top(at).split("trial ")[1].split(" ")[0]
     assert button.label == f"Export trial {top} (evaluates it once on the test split)"
     button.click().run(timeout=300)
     assert not at.exception
@@ -171,9 +168,12 @@ def test_a_hostile_or_corrupt_trial_row_leaves_the_page_standing(
 ) -> None:
     from tests.leaderboard_tests.test_data import _hostile_study
 
-    at = _app(monkeypatch, _hostile_study(tmp_path), study="hostile")
+    url = _hostile_study(tmp_path)
+    at = _app(monkeypatch, url, study="hostile")
     assert not at.exception
     assert _top(at).startswith("**Top-ranked: trial 99 (\\!\\[x\\]")
+    at = _app(monkeypatch, url, study="hostile", page="trial")
+    assert not at.exception
     assert any("The column config\\_json of this trial must hold JSON" in w.value for w in at.warning)
     heading = next(m.value for m in at.markdown if m.value.startswith("**Trial 99**"))
     assert "\\[click\\]\\(http\\://attacker.example\\)" in heading
@@ -199,7 +199,7 @@ def test_the_trial_page_serves_overlays_from_the_artifact_folder_only(
     row.lung_focus = 1.0  # ranks first, so the trial page opens on it
     ids = ["good-id", "../../../../etc/passwd", "/etc/passwd", "fifo-id"]
     ResultStore(url).record(row, artifacts=[ArtifactRecord("gradcam", i, f"{n}.png", 10) for n, i in enumerate(ids)])
-    at = _app(monkeypatch, url, study="hostile")
+    at = _app(monkeypatch, url, study="hostile", page="trial")
     assert not at.exception
     images = [e for e in at.main if type(e).__name__ == "Image"]
     assert len(images) == 1 and len(images[0].proto.imgs) == 1, "only the overlay inside the folder is shown"
@@ -222,18 +222,26 @@ def test_the_table_downloads_and_the_configuration_is_a_table(monkeypatch: pytes
     assert not at.exception
     labels = [e.proto.label for e in at.main if type(e).__name__ == "DownloadButton"]
     assert "Download the ranked table (.csv, every page)" in labels
+    at = _app(monkeypatch, study_db, page="trial")
     config = next(d.value for d in at.dataframe if list(d.value.columns) == ["parameter", "value"])
     assert {"backbone", "scheme", "learning_rate", "freeze_depth"} <= set(config["parameter"])
 
 
 def test_a_trial_has_an_address(monkeypatch: pytest.MonkeyPatch, study_db: str) -> None:
-    monkeypatch.setenv("CXR_STORAGE", study_db)
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params["study"], at.query_params["trial"] = "demo", "42"
-    at.run()
+    at = open_page(monkeypatch, study_db, "trial", trial="42")
     assert not at.exception
     assert any(m.value.startswith("**Trial 42**") for m in at.markdown)
     assert at.query_params["trial"] == "42"
-    plain = _app(monkeypatch, study_db)  # no trial in the address: the top-ranked one, written back
+    plain = open_page(monkeypatch, study_db, "trial")  # no trial in the address: the top-ranked one, written back
     assert any(m.value.startswith(f"**Trial {WINNER}**") for m in plain.markdown)
     assert plain.query_params["trial"] == str(WINNER)
+
+
+def test_an_address_from_before_the_pages_opens_the_trial_page(monkeypatch: pytest.MonkeyPatch, study_db: str) -> None:
+    monkeypatch.setenv("CXR_STORAGE", study_db)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["study"], at.query_params["trial"] = "demo", "42"  # /?study=demo&trial=42
+    at.run()
+    assert not at.exception
+    assert any(m.value.startswith("**Trial 42**") for m in at.markdown)
+    assert dict(at.query_params) == {"study": "demo", "trial": "42"}

@@ -7,15 +7,13 @@ import math
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from leaderboard import data as D
 from leaderboard.synthetic import make_synthetic_study
 from search.space import TrialConfig
 from search.store import ResultStore, TrialRow, config_row
-from tests.conftest import REPO
+from tests.leaderboard_tests.conftest import open_page
 
-APP = str(REPO / "leaderboard" / "app.py")
 BEST, WORST = 3, 4  # make_synthetic_study forces BEST to rank first; WORST is given the worst figures below
 EXTERNAL = "external: hospital-b — never used to rank"
 TEST = "test (measured once) — never used to rank"
@@ -32,8 +30,12 @@ def _beside(store: ResultStore, number: int, split: str, figure: float) -> Trial
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
+    return external_study(tmp_path)
+
+
+def external_study(folder: Path) -> str:
     """A small synthetic study whose worst trial is perfect on a test split and on another hospital's images."""
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    url = f"sqlite:///{folder / 'optuna.db'}"
     assert make_synthetic_study(url, "demo", 12, seed=4, best=BEST) == BEST
     store = ResultStore(url)
     worst = store.trials("demo")[WORST]
@@ -108,11 +110,7 @@ def test_a_corrupt_external_column_is_reported_not_raised(url: str) -> None:
 
 
 def test_the_trial_page_shows_a_column_per_row_kind(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
-    monkeypatch.setenv("CXR_STORAGE", url)
-    monkeypatch.setenv("CXR_ALLOW_EXPORT", "0")
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params["study"], at.query_params["trial"] = "demo", str(WORST)
-    at.run()
+    at = open_page(monkeypatch, url, "trial", trial=str(WORST))
     assert not at.exception
     table = next(d.value for d in at.dataframe if EXTERNAL in list(d.value.columns))
     assert list(table.columns) == ["validation", TEST, EXTERNAL]
