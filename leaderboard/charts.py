@@ -15,12 +15,10 @@ from leaderboard.data import LABELS, pareto_front
 __all__ = [
     "IMPORTANCE_MAX_TRIALS",
     "best_so_far_figure",
-    "compare_learning_figure",
-    "compare_roc_figure",
+    "compare_figure",
     "confusion_figure",
     "distribution_figure",
     "fronts_figure",
-    "interval_figure",
     "learning_curve_figure",
     "optuna_figure",
     "optuna_front",
@@ -165,67 +163,6 @@ def learning_curve_figure(epochs: pd.DataFrame, pruned_at: int | None) -> go.Fig
 PALETTE = px.colors.qualitative.Plotly
 
 
-def compare_roc_figure(rocs: Mapping[str, tuple[Sequence[float], Sequence[float], float | None]]) -> go.Figure:
-    """ROC curves (COVID vs rest) of several trials overlaid; the legend gives each one's AUC."""
-    fig = go.Figure()
-    for k, (label, (fpr, tpr, auc)) in enumerate(rocs.items()):
-        name = f"trial {label}" + ("" if auc is None else f" (AUC {auc:.3f})")
-        fig.add_trace(
-            go.Scatter(x=list(fpr), y=list(tpr), mode="lines", name=name, line={"color": PALETTE[k % len(PALETTE)]})
-        )
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance"))
-    fig.update_layout(title="ROC, COVID vs rest (validation)", xaxis_title="1 - specificity", yaxis_title="sensitivity")
-    return fig
-
-
-def compare_learning_figure(curves: Mapping[str, tuple[pd.DataFrame, int | None]]) -> go.Figure:
-    """Learning curves of several trials overlaid: validation loss solid, training loss dotted, one
-    colour per trial; a pruned trial's last epoch is marked with a cross."""
-    fig = go.Figure()
-    for k, (label, (epochs, pruned_at)) in enumerate(curves.items()):
-        color = PALETTE[k % len(PALETTE)]
-        fig.add_trace(
-            go.Scatter(
-                x=epochs["epoch"], y=epochs["val_loss"], mode="lines+markers", name=f"trial {label}: validation",
-                line={"color": color}, legendgroup=label,
-            )
-        )  # fmt: skip
-        fig.add_trace(
-            go.Scatter(
-                x=epochs["epoch"], y=epochs["loss"], mode="lines", name=f"trial {label}: training",
-                line={"color": color, "dash": "dot"}, legendgroup=label,
-            )
-        )  # fmt: skip
-        if pruned_at is not None and len(epochs):
-            last = epochs.iloc[-1]
-            fig.add_trace(
-                go.Scatter(
-                    x=[last["epoch"]], y=[last["val_loss"]], mode="markers", name=f"trial {label}: pruned",
-                    marker={"symbol": "x", "size": 12, "color": color}, legendgroup=label,
-                )
-            )  # fmt: skip
-    fig.update_layout(title="Learning curves", xaxis_title="epoch", yaxis_title="loss")
-    return fig
-
-
-def interval_figure(intervals: pd.DataFrame) -> go.Figure:
-    """Each trial's COVID figures with their 95% intervals as error bars (one colour per trial)."""
-    fig = go.Figure()
-    for k, (label, rows) in enumerate(intervals.groupby("trial", sort=False)):
-        fig.add_trace(
-            go.Scatter(
-                x=rows["figure"], y=rows["value"], mode="markers", name=f"trial {label}",
-                marker={"color": PALETTE[k % len(PALETTE)], "size": 9},
-                error_y={"type": "data", "symmetric": False, "array": rows["high"] - rows["value"],
-                         "arrayminus": rows["value"] - rows["low"]},
-            )
-        )  # fmt: skip
-    fig.update_layout(
-        title="COVID figures with their 95% intervals (validation)", yaxis_title="value", scattermode="group"
-    )
-    return fig
-
-
 def best_so_far_figure(curves: Mapping[str, pd.DataFrame], figure: str) -> go.Figure:
     """Best-so-far ``figure`` of each study, against wall time (left) and trials (right)."""
     name = LABELS.get(figure, figure)
@@ -292,5 +229,81 @@ def fronts_figure(frames: Mapping[str, pd.DataFrame], x: str, y: str = "lung_foc
         title=f"Pareto fronts: {LABELS.get(x, x)} vs {LABELS.get(y, y)}",
         xaxis_title=LABELS.get(x, x),
         yaxis_title=LABELS.get(y, y),
+    )
+    return fig
+
+
+def compare_figure(
+    intervals: pd.DataFrame,
+    rocs: Mapping[str, tuple[Sequence[float], Sequence[float], float | None]],
+    curves: Mapping[str, tuple[pd.DataFrame, int | None]],
+) -> go.Figure:
+    """Several trials in one chart of three panels, one colour per trial throughout (its legend
+    entry shows or hides it in every panel): the COVID figures with their 95% intervals, the ROC
+    curves (COVID vs rest) and the learning curves (validation loss solid, training dotted)."""
+    titles = ("COVID figures, 95% intervals", "ROC, COVID vs rest", "Learning curves (validation solid)")
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles, column_widths=[0.36, 0.3, 0.34])
+    labels = list(dict.fromkeys([*intervals["trial"].astype(str), *rocs, *curves]))
+    for k, label in enumerate(labels):
+        color = PALETTE[k % len(PALETTE)]
+        shown = {"legendgroup": label, "name": f"trial {label}"}
+        rows = intervals[intervals["trial"].astype(str) == label]
+        first = True
+        if not rows.empty:
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["figure"], y=rows["value"], mode="markers", marker={"color": color, "size": 8},
+                    error_y={"type": "data", "symmetric": False, "array": rows["high"] - rows["value"],
+                             "arrayminus": rows["value"] - rows["low"]},
+                    showlegend=first, **shown,
+                ),
+                row=1, col=1,
+            )  # fmt: skip
+            first = False
+        if label in rocs:
+            fpr, tpr, auc = rocs[label]
+            fig.add_trace(
+                go.Scatter(
+                    x=list(fpr), y=list(tpr), mode="lines", line={"color": color}, showlegend=first,
+                    hovertemplate=f"trial {label}" + ("" if auc is None else f" (AUC {auc:.3f})") + "<extra></extra>",
+                    **shown,
+                ),
+                row=1, col=2,
+            )  # fmt: skip
+            first = False
+        if label in curves:
+            epochs, pruned_at = curves[label]
+            fig.add_trace(
+                go.Scatter(x=epochs["epoch"], y=epochs["val_loss"], mode="lines+markers", line={"color": color},
+                           showlegend=first, **shown),
+                row=1, col=3,
+            )  # fmt: skip
+            fig.add_trace(
+                go.Scatter(x=epochs["epoch"], y=epochs["loss"], mode="lines", line={"color": color, "dash": "dot"},
+                           showlegend=False, legendgroup=label, name=f"trial {label}: training"),
+                row=1, col=3,
+            )  # fmt: skip
+            if pruned_at is not None and len(epochs):
+                last = epochs.iloc[-1]
+                fig.add_trace(
+                    go.Scatter(x=[last["epoch"]], y=[last["val_loss"]], mode="markers", showlegend=False,
+                               marker={"symbol": "x", "size": 12, "color": color}, legendgroup=label,
+                               name=f"trial {label}: pruned"),
+                    row=1, col=3,
+                )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance"),
+        row=1,
+        col=2,
+    )
+    fig.update_xaxes(title_text="1 - specificity", row=1, col=2)
+    fig.update_yaxes(title_text="sensitivity", row=1, col=2)
+    fig.update_xaxes(title_text="epoch", row=1, col=3)
+    fig.update_yaxes(title_text="loss", row=1, col=3)
+    fig.update_layout(
+        title="Validation: figures, ROC and learning curves",
+        height=440,
+        legend={"orientation": "h"},
+        scattermode="group",
     )
     return fig

@@ -90,11 +90,16 @@ def _configs(details: dict[str, D.TrialDetail]) -> None:
 
 
 def _figures(details: dict[str, D.TrialDetail]) -> None:
-    st.subheader("Figures (validation) with their 95% intervals")
+    st.subheader("Figures (validation) with their 95% intervals, ROC and learning curves")
     st.dataframe(C.metric_table(details), hide_index=True, height="content", key="compare-figures")
-    intervals = C.interval_frame(details)
-    if not intervals.empty:
-        st.plotly_chart(charts.interval_figure(intervals), key="compare-intervals")
+    rocs = {label: (*d.roc, d.metrics.get("roc_auc")) for label, d in details.items() if d.roc is not None}
+    curves = {label: (d.epochs, d.pruned_at_epoch) for label, d in details.items() if not d.epochs.empty}
+    try:
+        st.plotly_chart(charts.compare_figure(C.interval_frame(details), rocs, curves), key="compare-chart")
+    except (ValueError, TypeError, IndexError, KeyError) as exc:  # stored values that do not fit a chart
+        st.warning(B.escape(f"A chart could not be drawn from these trials' stored values ({exc})."))
+    if not rocs:
+        st.caption("None of these trials has a stored ROC curve (pruned and failed trials have none).")
 
 
 def _splits(details: dict[str, D.TrialDetail]) -> None:
@@ -108,24 +113,6 @@ def _splits(details: dict[str, D.TrialDetail]) -> None:
         with column:
             st.markdown(f"**{B.escape(kind)}**")
             st.dataframe(table, height="content", key=f"split-{kind}")
-
-
-def _curves(details: dict[str, D.TrialDetail]) -> None:
-    st.subheader("ROC and learning curves")
-    left, right = st.columns(2)
-    rocs = {label: (*d.roc, d.metrics.get("roc_auc")) for label, d in details.items() if d.roc is not None}
-    curves = {label: (d.epochs, d.pruned_at_epoch) for label, d in details.items() if not d.epochs.empty}
-    try:
-        with left:
-            if rocs:
-                st.plotly_chart(charts.compare_roc_figure(rocs), key="compare-roc")
-            else:
-                st.caption("None of these trials has a stored ROC curve (pruned and failed trials have none).")
-        with right:
-            if curves:
-                st.plotly_chart(charts.compare_learning_figure(curves), key="compare-learning")
-    except (ValueError, TypeError, IndexError, KeyError) as exc:  # stored values that do not fit a chart
-        st.warning(B.escape(f"A chart could not be drawn from these trials' stored values ({exc})."))
 
 
 def _overlays(url: str, study: str, details: dict[str, D.TrialDetail]) -> None:
@@ -183,7 +170,6 @@ def render() -> None:
     _configs(details)
     _figures(details)
     _splits(details)
-    _curves(details)
     _overlays(url, study, details)
 
 

@@ -145,10 +145,13 @@ def test_a_bad_studies_address_is_one_sentence(text: str, message: str) -> None:
 def test_the_comparison_charts(engine: Engine) -> None:
     details = {str(n): D.trial_detail(engine, "demo", n) for n in (17, 3, 5)}
     found = {k: d for k, d in details.items() if d is not None and d.roc is not None}
-    roc = charts.compare_roc_figure({k: (*d.roc, d.metrics["roc_auc"]) for k, d in found.items() if d.roc})
-    assert [t.name.split(" (")[0] for t in roc.data] == [f"trial {k}" for k in found] + ["chance"]
-    learning = charts.compare_learning_figure({k: (d.epochs, d.pruned_at_epoch) for k, d in found.items()})
-    assert {t.name for t in learning.data} >= {f"trial {k}: validation" for k in found}
+    rocs = {k: (*d.roc, d.metrics["roc_auc"]) for k, d in found.items() if d.roc}
+    curves = {k: (d.epochs, d.pruned_at_epoch) for k, d in found.items()}
+    chart = charts.compare_figure(C.interval_frame(found), rocs, curves)
+    roc = [t.name for t in chart.data if t.xaxis == "x2"]
+    assert roc == [f"trial {k}" for k in found] + ["chance"]
+    learning = {t.name for t in chart.data if t.xaxis == "x3"}
+    assert learning >= {f"trial {k}" for k in found} | {f"trial {k}: training" for k in found}
     frames = {"demo": D.all_trials(engine, "demo"), "second": D.all_trials(engine, "second")}
     best = charts.best_so_far_figure(
         {k: C.best_so_far(f, "covid_sensitivity") for k, f in frames.items()}, "covid_sensitivity"

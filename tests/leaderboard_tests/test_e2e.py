@@ -136,6 +136,21 @@ def test_the_ranking_shows_the_winner_and_the_covid_figures_without_scrolling(
     assert page.url.split("/")[-1] == f"trial?study=demo&trial={WINNER}"
 
 
+def test_ticking_two_rows_opens_their_comparison(app_url: str, page: Page) -> None:
+    page.goto(f"{app_url}/?study=demo")
+    _, rows = _table(page)
+    box = page.locator("[data-testid='stDataFrame']").first.bounding_box()
+    assert box is not None
+    for k in (0, 1):  # the row markers: the grid's first column, under its 35 px header, 35 px a row
+        page.mouse.click(box["x"] + 15, box["y"] + 35 + 35 * k + 17)
+        page.wait_for_timeout(300)
+    first, second = rows[0][1], rows[1][1]
+    page.get_by_role("link", name=f"Compare trials {first}, {second} side by side", exact=True).click()
+    page.locator(".st-key-compare-overlays [data-testid='stImage'] img").nth(7).wait_for()
+    assert page.url.split("/")[-1] == f"compare?study=demo&trials={first}%2C{second}"
+    assert page.locator(".st-key-compare-overlays [data-testid='stImage'] img").count() == 8
+
+
 def test_the_downloaded_csv_has_the_rows_of_the_table(app_url: str, study_db: str, page: Page) -> None:
     page.goto(f"{app_url}/?study=demo")
     _, rows = _table(page)

@@ -125,12 +125,18 @@ def test_four_trials_side_by_side(monkeypatch: pytest.MonkeyPatch, study_db: str
     sensitivity = figures[figures["figure"] == "COVID sensitivity @ target [95% CI]"].iloc[0]
     assert all(sensitivity[label].count("[") == 1 for label in labels), sensitivity
     assert any(m.value == "**validation**" for m in at.markdown)
-    drawn = {f.layout.title.text: f for f in _figures(at)}
-    roc = drawn["ROC, COVID vs rest (validation)"]
-    assert [t.name.split(" (")[0] for t in roc.data] == [f"trial {label}" for label in labels] + ["chance"]
-    learning = drawn["Learning curves"]
-    assert {t.name for t in learning.data} >= {f"trial {label}: validation" for label in labels}
-    assert "COVID figures with their 95% intervals (validation)" in drawn
+    (chart,) = _figures(at)  # one chart of three panels: figures with intervals, ROC curves, learning curves
+    assert chart.layout.title.text == "Validation: figures, ROC and learning curves"
+    panels = {"x": "intervals", "x2": "roc", "x3": "learning"}
+    drawn: dict[str, list[str]] = {}
+    for trace in chart.data:
+        drawn.setdefault(panels[trace.xaxis or "x"], []).append(trace.name)
+    assert drawn["intervals"] == [f"trial {label}" for label in labels]
+    assert drawn["roc"] == [f"trial {label}" for label in labels] + ["chance"]
+    assert [n for n in drawn["learning"] if not n.endswith("training")] == [f"trial {label}" for label in labels]
+    assert [t.name for t in chart.data if t.showlegend is not False] == [f"trial {label}" for label in labels] + [
+        "chance"
+    ], "one legend entry per trial, for every panel"
     # The Grad-CAM grid: a row per validation image, a picture per trial that stored it.
     assert _images(at) == [1] * 16, "4 overlays of each of the 4 trials"
     captions = [c.value for c in at.caption]
