@@ -52,6 +52,7 @@ __all__ = [
     "study_version",
     "top_line",
     "trial_detail",
+    "trial_keys",
     "with_verdicts",
 ]
 
@@ -333,6 +334,17 @@ def all_trials(engine: Engine, study: str) -> pd.DataFrame:
             .order_by(TrialRow.trial_number)
         ).all()
     return pd.DataFrame(rows, columns=[c.key for c in columns])
+
+
+def trial_keys(engine: Engine, study: str) -> list[tuple[str, int]]:
+    """Every trial of a study with stored results, as (engine, number), in trial order (one narrow query)."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(TrialRow.engine, TrialRow.trial_number)
+            .where(TrialRow.study_name == study, TrialRow.split == "val")
+            .order_by(TrialRow.trial_number, TrialRow.engine)
+        ).all()
+    return [(str(e), int(n)) for e, n in rows]
 
 
 def pareto_front(frame: pd.DataFrame, x: str = "covid_sensitivity", y: str = "lung_focus") -> pd.Series:

@@ -150,10 +150,10 @@ def study_engines(url: str, study: str) -> list[str]:
     return D.filter_choices(engine(url), study)["engines"]
 
 
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def trial_keys(url: str, study: str) -> list[Trial]:
     """Every trial of the study with stored results, as (engine, number), in trial order."""
-    rows = all_trials(url, study)
-    return list(zip(rows["engine"].astype(str), rows["trial_number"].astype(int), strict=True))
+    return D.trial_keys(engine(url), study)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

@@ -348,3 +348,8 @@ def test_a_configuration_reads_as_a_table() -> None:
         {"parameter": "learning_rate", "value": "0.0001235"},
         {"parameter": "target_sensitivity", "value": "—"},
     ]
+
+
+def test_the_trials_of_a_study_in_one_narrow_query(engine: Engine) -> None:
+    assert D.trial_keys(engine, "demo") == [("optuna", n) for n in range(200)]
+    assert D.trial_keys(engine, "nowhere") == []
