@@ -120,6 +120,7 @@ def _figures(rows: dict[str, Any], seconds: float) -> dict[str, Any]:
         "human_focus": ext and ext.lung_focus,
         "human_focus_ratio": ext and ext.lung_focus_ratio,
         "human_focus_n": ext and ext.lung_focus_n,
+        "human_pointing": ext and ext.pointing_game,
         "external_n": ext and ext.covid_sensitivity is not None and _count(ext),
         "external_sensitivity": ext and ext.op_sensitivity,
         "external_sensitivity_ci": ext and [ext.op_sensitivity_low, ext.op_sensitivity_high],
@@ -136,7 +137,7 @@ def run_region(region: str, args: argparse.Namespace, external: Path) -> dict[st
     folder.mkdir(parents=True, exist_ok=True)
     storage, study, log = f"sqlite:///{folder / 'optuna.db'}", f"region-{region}", folder / "log.txt"
     done = folder / "figures.json"
-    if done.exists():
+    if done.exists() and not args.refresh:
         return dict(json.loads(done.read_text()))
     space = folder / "space.toml"
     space.write_text(SPACE.format(region=region))
@@ -149,10 +150,13 @@ def run_region(region: str, args: argparse.Namespace, external: Path) -> dict[st
         )  # fmt: skip
         (folder / "searched").write_text(f"{seconds:.0f}\n")
     seconds = float((folder / "searched").read_text())
-    top = _rows(storage, study)["val"].trial_number
-    _run(["-m", "search.evaluate", "--study", study, "--trial", str(top), "--storage", storage], log)
-    _run(["-m", "search.evaluate", "--study", study, "--trial", str(top), "--storage", storage,
-          "--external", str(external), "--name", EXTERNAL], log)  # fmt: skip
+    rows = _rows(storage, study)
+    top = rows["val"].trial_number
+    if "test" not in rows:
+        _run(["-m", "search.evaluate", "--study", study, "--trial", str(top), "--storage", storage], log)
+    if f"external:{EXTERNAL}" not in rows:
+        _run(["-m", "search.evaluate", "--study", study, "--trial", str(top), "--storage", storage,
+              "--external", str(external), "--name", EXTERNAL], log)  # fmt: skip
     figures = _figures(_rows(storage, study), seconds)
     done.write_text(json.dumps(figures, indent=2))
     return figures
@@ -169,7 +173,7 @@ def _num(value: float | None) -> str:
 def table(results: dict[str, dict[str, Any]]) -> str:
     head = (
         "| region | top trial | val sens / spec % | test sens / spec % | focus on sample (segmenter) share / ratio "
-        "| focus on human masks share / ratio (n) | external COVID sensitivity % (n) | search s |"
+        "| focus on human masks share / ratio / peak in lungs (n) | external COVID sensitivity % (n) | search s |"
     )
     lines = [head, "|" + "---|" * 8]
     for region, f in results.items():
@@ -178,7 +182,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             f"| {_pct(f['val_sensitivity'])} / {_pct(f['val_specificity'])} "
             f"| {_pct(f['test_sensitivity'])} / {_pct(f['test_specificity'])} "
             f"| {_pct(f['sample_focus'])} / {_num(f['sample_focus_ratio'])} "
-            f"| {_pct(f['human_focus'])} / {_num(f['human_focus_ratio'])} ({f['human_focus_n']}) "
+            f"| {_pct(f['human_focus'])} / {_num(f['human_focus_ratio'])} / {_pct(f.get('human_pointing'))} "
+            f"({f['human_focus_n']}) "
             f"| {_pct(f['external_sensitivity'])} ({f['external_n']}) | {f['search_s']} |"
         )
     return "\n".join(lines)
@@ -192,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lung-model", default="auto")
     parser.add_argument("--regions", default=",".join(REGIONS))
     parser.add_argument("--out", type=Path, default=Path(".bench/lung-region"))
+    parser.add_argument("--refresh", action="store_true", help="read the figures from the databases again")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     external = external_set(args.out)
