@@ -14,6 +14,7 @@ from leaderboard.data import LABELS, pareto_front
 
 __all__ = [
     "IMPORTANCE_MAX_TRIALS",
+    "SCATTER_MAX_POINTS",
     "best_so_far_figure",
     "compare_figure",
     "confusion_figure",
@@ -29,6 +30,9 @@ __all__ = [
 # fANOVA on every trial of a 10,000-trial study takes minutes; a random sample of this many
 # completed trials gives the same ranking of parameters in seconds.
 IMPORTANCE_MAX_TRIALS = 1000
+# A browser draws a few thousand markers quickly; past this many completed trials the scatter
+# shows the front in full and a reproducible random sample of the others (the title says so).
+SCATTER_MAX_POINTS = 2000
 
 
 def sensitivity_focus_figure(
@@ -46,6 +50,7 @@ def sensitivity_focus_figure(
     below it marked infeasible (the unmeasured ones, also infeasible, are counted in the title).
     ``front_trials`` (the Optuna trial numbers of a multi-objective study's ``best_trials``, see
     :func:`optuna_front`): Optuna's own front is marked instead of the one drawn from this plane.
+    Past :data:`SCATTER_MAX_POINTS` completed trials, the front and a sample of the others are drawn.
     """
     done = frame[frame["state"] == "COMPLETE"].copy()
     x = "op_sensitivity" if "op_sensitivity" in done and done["op_sensitivity"].notna().any() else "covid_sensitivity"
@@ -68,6 +73,12 @@ def sensitivity_focus_figure(
         title += f"; infeasible: below {min_lung_focus_ratio:g}" + (
             f" ({unmeasured} unmeasured, not shown)" if unmeasured else ""
         )
+    if len(done) > SCATTER_MAX_POINTS:
+        others = done[~done["pareto"]]
+        keep = others.sample(max(0, SCATTER_MAX_POINTS - int(done["pareto"].sum())), random_state=0).index
+        total = len(done)
+        done = done[done["pareto"] | done.index.isin(keep)]
+        title += f" ({len(done):,} of {total:,} completed trials shown, the front in full)"
     fig = px.scatter(
         done,
         x=x,

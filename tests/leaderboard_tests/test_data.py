@@ -170,6 +170,22 @@ def test_at_a_fixed_specificity_a_degenerate_model_sinks_without_the_floor(tmp_p
 def test_pareto_front_by_hand() -> None:
     frame = pd.DataFrame({"covid_sensitivity": [0.9, 0.8, 0.95, 0.7, None], "lung_focus": [0.5, 0.9, 0.4, 0.3, 0.99]})
     assert D.pareto_front(frame).tolist() == [True, True, True, False, False]
+    ties = pd.DataFrame({"covid_sensitivity": [0.9, 0.9, 0.9, 0.8, 0.8], "lung_focus": [0.5, 0.5, 0.4, 0.6, 0.5]})
+    assert D.pareto_front(ties).tolist() == [True, True, False, True, False]
+    assert D.pareto_front(ties.iloc[:0]).tolist() == []
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_pareto_front_is_the_rows_nothing_beats(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 6, size=(60, 2)).astype(float) / 5  # few distinct values: many ties
+    values[rng.random(60) < 0.1, rng.integers(0, 2)] = np.nan
+    frame = pd.DataFrame(values, columns=["covid_sensitivity", "lung_focus"])
+    expected = []
+    for a, b in values:
+        beaten = (values[:, 0] >= a) & (values[:, 1] >= b) & ((values[:, 0] > a) | (values[:, 1] > b))
+        expected.append(not (np.isnan([a, b]).any() or beaten.any()))
+    assert D.pareto_front(frame).tolist() == expected
 
 
 def test_trial_detail(engine: Engine) -> None:
