@@ -79,6 +79,10 @@ def _resolve(url: str) -> B.Board | None:
             "`python -m search.worker`); its study appears here when its first trial is recorded: reload this page."
         )
         return None
+    problem = B.schema_problem(url)
+    if problem is not None:  # an older schema: one sentence with the upgrade command, not a failed query
+        st.error(D.escape_markdown(problem))
+        return None
     return B.Board(url, _pick_study(names), tuple(names), reviewer)
 
 

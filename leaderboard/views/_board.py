@@ -140,6 +140,18 @@ def studies(url: str) -> list[str]:
     return D.studies(engine(url))
 
 
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def schema_problem(url: str) -> str | None:
+    """Why the page cannot read this results database (an older schema: how to upgrade), or None."""
+    from search.store import ResultStore
+
+    try:
+        ResultStore(url, engine=engine(url)).check_schema()
+    except SearchError as exc:
+        return str(exc)
+    return None
+
+
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner="Reading the study's trials from the database…")
 def all_trials(url: str, study: str) -> pd.DataFrame:
     return D.all_trials(engine(url), study)

@@ -256,3 +256,18 @@ def test_the_ranking_links_to_the_top_trial_and_shows_the_columns_that_matter(
         "op_sensitivity_high",
     ]  # fmt: skip
     assert "reviewer" not in table.proto.column_order
+
+
+def test_an_older_results_schema_says_how_to_upgrade(monkeypatch: pytest.MonkeyPatch, writable_db: str) -> None:
+    import sqlite3
+
+    from search.store import SCHEMA_VERSION
+
+    with sqlite3.connect(writable_db.removeprefix("sqlite:///")) as db:
+        db.execute("UPDATE cxr_schema SET value = '5' WHERE key = 'version'")  # as before the last upgrade
+    at = open_page(monkeypatch, writable_db)
+    assert not at.exception
+    assert [unescaped(e.value) for e in at.error] == [
+        f"The results schema must be version {SCHEMA_VERSION}, but {writable_db} has version 5; upgrade it in place with: "
+        "python -m search.store upgrade --storage URL (or URL in $CXR_STORAGE)."
+    ]
