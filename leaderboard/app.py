@@ -103,4 +103,8 @@ def main() -> None:
         page.run()
 
 
-main()
+# Streamlit runs this file as ``__main__``; a process that multiprocessing spawns from a parent
+# which ran the page (Streamlit's AppTest leaves it as the parent's ``__main__``) imports it as
+# ``__mp_main__`` and must not draw it.
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,15 @@ LUNG_MASKS = SHARED / "cxr" / "lung-masks"
 WEIGHTS = SHARED / "weights"
 
 
+@pytest.fixture(autouse=True)
+def _main_module_restored() -> Iterator[None]:
+    """Streamlit's AppTest installs the page as ``sys.modules['__main__']`` and leaves it there;
+    put pytest's back, so that processes later tests spawn do not start by running the page."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def radiography() -> Path:
     """The real 1,800-image sample; its absence is a broken checkout, not a reason to skip."""
