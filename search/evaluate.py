@@ -306,8 +306,10 @@ def evaluate_folder(folder: str | Path, external: str, name: str | None, storage
         measure_external,
         prepare_external,
     )
-    from search.predict import Predictor
-    from search.predict import _read_card as read_card  # the checks predict makes of a card
+    from search.predict import (
+        Predictor,
+        read_card,  # the checks predict makes of a card
+    )
 
     folder = Path(folder)
     name = external_name(external, name)

@@ -26,7 +26,7 @@ from cxrdata import REGION_MARGIN, REGIONS, ImageDecodeError, apply_region, deco
 from search._errors import SearchError
 from search._settings import check_settings
 
-__all__ = ["BATCH_SIZE", "Predictor", "main"]
+__all__ = ["BATCH_SIZE", "Predictor", "main", "read_card"]
 
 # Images decoded, predicted and explained at a time: memory stays flat however many files are given.
 BATCH_SIZE = 32
@@ -110,7 +110,7 @@ def _parse_card(path: Path) -> dict[str, Any]:
     return card
 
 
-def _read_card(folder: Path) -> dict[str, Any]:
+def read_card(folder: Path) -> dict[str, Any]:
     """The folder's model card, with every field predict reads checked; one sentence when it is not usable."""
     path = folder / "model_card.json"
     if not path.is_file():
@@ -184,7 +184,7 @@ class Predictor:
 
     def __init__(self, folder: str | Path) -> None:
         folder = Path(folder)
-        self.card: dict[str, Any] = _read_card(folder)
+        self.card: dict[str, Any] = read_card(folder)
         import keras
 
         self.model = keras.models.load_model(folder / self.card["files"]["keras"], safe_mode=True)
