@@ -36,7 +36,7 @@ from bench._paths import SHARED, shown
 
 DATA = SHARED / "cxr" / "radiography" / "COVID-19_Radiography_Dataset"
 MASKS = SHARED / "cxr" / "lung-masks"
-REGIONS = ("full", "lung_crop", "lung_mask")
+REGIONS = ("full", "lung_crop", "lung_mask", "lung_crop_mask")
 EXTERNAL = "lung-masks"
 SPACE = """
 [space]

@@ -4,9 +4,11 @@ A region is applied to images already decoded and resized (``load_images``), wit
 mask at the same size, so trials, evaluation, export and predict all cut the same pixels.
 ``lung_crop`` cuts the lungs' bounding box (plus a margin) and resizes it back to the image
 size; ``lung_mask`` keeps the size and sets every pixel outside the (slightly grown) lungs to
-black. Each image remembers its box, so a heatmap computed on the model's input can be put
-back into the original image's coordinates (:func:`to_original`) and lung focus stays
-comparable across regions.
+black; ``lung_crop_mask`` does both, so the lungs alone fill the input (with ``lung_mask`` half
+the input is black, and a 7x7 Grad-CAM cell on its edge spills over the blank). Each image
+remembers its box, so a heatmap computed on the model's input can be put back into the
+original image's coordinates (:func:`to_original`) and lung focus stays comparable across
+regions.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ __all__ = [
     "to_original",
 ]
 
-REGIONS = ("full", "lung_crop", "lung_mask")
+REGIONS = ("full", "lung_crop", "lung_mask", "lung_crop_mask")
 # Grown around the lungs on every side, as a fraction of the image side: segmenter masks are
 # tight, and the costophrenic angles and the hila, where much of the disease shows, sit on the edge.
 REGION_MARGIN = 0.05
-MASK_FILL = 0  # the constant outside the lungs with ``lung_mask``
+MASK_FILL = 0  # the constant outside the lungs with ``lung_mask`` and ``lung_crop_mask``
+_MASKED = ("lung_mask", "lung_crop_mask")
+_CROPPED = ("lung_crop", "lung_crop_mask")
 
 
 def check_region(region: str) -> str:
@@ -94,12 +98,12 @@ def apply_region(
         mask = lungs[i] > 0
         if not mask.any():
             continue
-        if region == "lung_mask":
+        if region in _MASKED:
             out[i][~_grown(mask, margin)] = MASK_FILL
-        else:
+        if region in _CROPPED:
             y0, y1, x0, x1 = lung_box(mask, margin)
             boxes[i] = (y0, y1, x0, x1)
-            out[i] = _resized(np.asarray(images[i])[y0:y1, x0:x1], (w, h), Image.Resampling.BILINEAR)
+            out[i] = _resized(out[i, y0:y1, x0:x1], (w, h), Image.Resampling.BILINEAR)
             lungs[i] = _resized(lungs[i, y0:y1, x0:x1] * 255, (w, h), Image.Resampling.NEAREST) > 127
     return RegionInputs(out, lungs[..., None], boxes)
 

@@ -20,6 +20,7 @@ from search.store import (
     TrialRow,
     describe_shortcut,
     meets_floor,
+    meets_focus,
     trial_label,
 )
 
@@ -70,6 +71,7 @@ def find_trial(
                 f"no completed trial of {study!r} reaches COVID specificity {ranking.min_specificity:.2f}; "
                 f"the top-ranked trial {chosen.trial_number} has {has} (it may call most X-rays COVID)."
             )
+        _warn_if_infeasible(study, chosen, ranking)
         return chosen
     rows = {r.trial_number: r for r in store.trials(study, engine=engine)}
     if trial not in rows:
@@ -78,6 +80,17 @@ def find_trial(
         raise SearchError(f"`--trial` must be a completed trial, but trial {trial} is {rows[trial].state}.")
     warn_if_shortcut(rows[trial], shortcut_verdicts(store, study))
     return rows[trial]
+
+
+def _warn_if_infeasible(study: str, chosen: TrialRow, ranking: Ranking) -> None:
+    """Feasible trials rank first, so an infeasible top means that no trial meets the study's constraint."""
+    minimum, ratio = ranking.min_lung_focus_ratio, chosen.lung_focus_ratio
+    if not meets_focus(ratio, minimum):
+        has = "no measured lung focus" if ratio is None else f"lung focus ratio {ratio:.2f}"
+        _logger.warning(
+            f"no completed trial of {study!r} meets its constraint lung_focus_ratio >= {minimum:g}; "
+            f"the top-ranked trial {chosen.trial_number} has {has}."
+        )
 
 
 def shortcut_verdicts(store: ResultStore, study: str) -> dict[tuple[str, int], Review]:

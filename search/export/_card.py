@@ -138,6 +138,10 @@ def _members_text(card: dict[str, Any]) -> str:
 _REGION_TEXT = {
     "lung_crop": "cut the box around the lungs (grown by {margin:g} of the side) and resize it back to the input size",
     "lung_mask": "set every pixel outside the lungs (grown by {margin:g} of the side) to black",
+    "lung_crop_mask": (
+        "set every pixel outside the lungs (grown by {margin:g} of the side) to black, then cut the box around "
+        "them and resize it back to the input size"
+    ),
 }
 
 

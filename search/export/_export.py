@@ -226,7 +226,7 @@ def _external(
 
 
 def _segmenter(config: TrialConfig, sd: StudyData) -> Path | None:
-    """The lung segmenter a ``lung_crop`` or ``lung_mask`` model needs at predict time: the
+    """The lung segmenter a ``lung_crop`` or ``lung_mask`` model needs at predict time (every region but ``full``): the
     study's, else the packaged one (a study whose images all had dataset masks has none)."""
     if config.input_region == "full":
         return None

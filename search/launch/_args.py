@@ -99,7 +99,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--backbones", type=_names, help="comma-separated backbones to search (overrides the config)")
     p.add_argument("--schemes", type=_names, help="comma-separated class schemes: binary, three, four")
-    p.add_argument("--regions", type=_names, help="comma-separated input regions to search: full, lung_crop, lung_mask")
+    p.add_argument(
+        "--regions",
+        type=_names,
+        help="comma-separated input regions to search: full, lung_crop, lung_mask, lung_crop_mask",
+    )
     p.add_argument("--pruner", help="percentile, median, hyperband or none (overrides the config)")
     target = p.add_mutually_exclusive_group()
     target.add_argument(

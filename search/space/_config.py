@@ -25,7 +25,7 @@ class TrialConfig:
     learning_rate: float
     augment_strength: float
     scheme: str
-    input_region: str = "full"  # "full", "lung_crop" or "lung_mask" (cxrdata.REGIONS)
+    input_region: str = "full"  # "full", "lung_crop", "lung_mask" or "lung_crop_mask" (cxrdata.REGIONS)
     # Fixed for a study: the defaults are TrainingSettings' (one place for them).
     image_size: int = DEFAULTS.image_size
     batch_size: int = DEFAULTS.batch_size

@@ -60,6 +60,19 @@ def test_lung_crop_shows_the_box_at_full_size_and_moves_the_mask_with_it() -> No
     assert 0.4 < cut.masks.mean() < 0.8, "the lungs fill much more of the crop than of the image"
 
 
+def test_lung_crop_mask_blacks_out_around_the_lungs_then_fills_the_input_with_their_box() -> None:
+    images, lungs = _images(1), _lungs()
+    masked = apply_region(images, lungs[None], np.ones(1, bool), "lung_mask", margin=0.05)
+    cut = apply_region(images, lungs[None], np.ones(1, bool), "lung_crop_mask", margin=0.05)
+    assert cut.boxes[0].tolist() == [17, 47, 7, 53], "the same box as lung_crop"
+    boxed = apply_region(masked.images, lungs[None], np.ones(1, bool), "lung_crop", margin=0.05)
+    assert np.array_equal(cut.images, boxed.images), "lung_mask's pixels, cut as lung_crop cuts them"
+    black = (cut.images[0] == 0).all(axis=-1).mean()
+    assert 0.0 < black < (masked.images[0] == 0).all(axis=-1).mean(), "less of the input is blank than with lung_mask"
+    back = to_original(cut.masks[..., 0].astype(np.float32), cut.boxes, (64, 64))[0]
+    assert back[lungs].sum() / back.sum() > 0.85
+
+
 def test_a_heatmap_goes_back_into_its_box() -> None:
     heat = np.ones((1, 8, 8), np.float32)
     back = to_original(heat, np.array([[17, 47, 7, 53]]), (64, 64))
@@ -79,9 +92,9 @@ def test_a_crop_and_back_measures_focus_in_the_original_coordinates() -> None:
 @pytest.mark.parametrize(
     ("region", "message"),
     [
-        ("lung", "`input_region` must be one of full, lung_crop, lung_mask, but got 'lung'. Did you mean"),
-        ("crop", "`input_region` must be one of full, lung_crop, lung_mask, but got 'crop'."),
-        ("", "`input_region` must be one of full, lung_crop, lung_mask, but got ''."),
+        ("lung", "`input_region` must be one of full, lung_crop, lung_mask, lung_crop_mask, but got 'lung'. Did you mean"),
+        ("crop", "`input_region` must be one of full, lung_crop, lung_mask, lung_crop_mask, but got 'crop'."),
+        ("", "`input_region` must be one of full, lung_crop, lung_mask, lung_crop_mask, but got ''."),
     ],
 )
 def test_an_unknown_region_is_one_sentence(region: str, message: str) -> None:
@@ -91,7 +104,7 @@ def test_an_unknown_region_is_one_sentence(region: str, message: str) -> None:
 
 
 def test_every_region_is_accepted() -> None:
-    assert [check_region(r) for r in REGIONS] == ["full", "lung_crop", "lung_mask"]
+    assert [check_region(r) for r in REGIONS] == ["full", "lung_crop", "lung_mask", "lung_crop_mask"]
 
 
 def test_a_cached_region_is_written_once_and_mapped_after(tmp_path: Path) -> None:

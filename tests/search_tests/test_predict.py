@@ -289,8 +289,9 @@ def region_dir(model_dir: Path, segmenter: Path, tmp_path_factory: pytest.TempPa
     return folder
 
 
+@pytest.mark.parametrize("region", ["lung_crop", "lung_crop_mask"])
 def test_a_lung_region_model_sees_a_raw_x_ray_as_its_trial_did(
-    region_dir: Path, segmenter: Path, tmp_path: Path
+    region_dir: Path, segmenter: Path, tmp_path: Path, region: str
 ) -> None:
     """predict on raw files gives what the trial's own inputs (segmented, then cut) give."""
     import keras
@@ -306,8 +307,12 @@ def test_a_lung_region_model_sees_a_raw_x_ray_as_its_trial_did(
         for path in sorted(source.glob("*.png"))[:3]:
             shutil.copy(path, root / label / path.name)
     manifest = scan(root)
-    config = TrialConfig("MobileNet_0.25", 1.0, 8, 0.0, 1e-3, 0.0, "three", input_region="lung_crop", image_size=32)
+    config = TrialConfig("MobileNet_0.25", 1.0, 8, 0.0, 1e-3, 0.0, "three", input_region=region, image_size=32)
     seen = TrialData(manifest, lung_model=segmenter).inputs(config)
+    card = json.loads((region_dir / "model_card.json").read_text())
+    region_dir = shutil.copytree(region_dir, tmp_path / "model")
+    card["input"]["region"] = region
+    (region_dir / "model_card.json").write_text(json.dumps(card))
     assert not np.array_equal(seen.images, TrialData(manifest).arrays(32, 0.0).images), "the region cut something"
     model = keras.models.load_model(region_dir / "model.keras")
     expected = model.predict(np.asarray(seen.images, np.float32), verbose=0)
@@ -320,7 +325,7 @@ def test_a_lung_region_model_sees_a_raw_x_ray_as_its_trial_did(
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"region": "lungs"}, 'give `input.region` as one of full, lung_crop, lung_mask, but got "lungs".'),
+        ({"region": "lungs"}, 'give `input.region` as one of full, lung_crop, lung_mask, lung_crop_mask, but got "lungs".'),
         (
             {"region": "lung_mask"},
             "give `files.segmenter` as a file in '{folder}' for input.region=lung_mask, but got ",

@@ -70,8 +70,8 @@ def test_a_region_without_any_masks_is_refused_before_a_trial(tiny: Path, tmp_pa
 @pytest.mark.parametrize(
     ("regions", "message"),
     [
-        ("lung", "error: `regions` must be among full, lung_crop, lung_mask, but got 'lung'."),
-        ("full,crop", "error: `regions` must be among full, lung_crop, lung_mask, but got 'crop'."),
+        ("lung", "error: `regions` must be among full, lung_crop, lung_mask, lung_crop_mask, but got 'lung'."),
+        ("full,crop", "error: `regions` must be among full, lung_crop, lung_mask, lung_crop_mask, but got 'crop'."),
     ],
 )
 def test_an_unknown_region_is_one_sentence(tiny: Path, tmp_path: Path, regions: str, message: str) -> None:

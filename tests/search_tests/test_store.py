@@ -57,6 +57,33 @@ def test_the_default_winner_is_a_real_model_and_a_degenerate_one_is_named(
     assert "the top-ranked trial 0 has 0.10 " in warning
 
 
+@pytest.mark.parametrize(
+    ("ratios", "minimum", "warned"),
+    [
+        ([1.6, 0.9], 1.5, ""),
+        ([1.2, 0.9], 1.5, "the top-ranked trial 0 has lung focus ratio 1.20."),
+        ([None, None], 1.5, "the top-ranked trial 0 has no measured lung focus."),
+        ([0.2, 0.1], None, ""),
+    ],
+)
+def test_the_default_winner_says_when_no_trial_meets_the_focus_constraint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ratios: list[float | None], minimum: float | None, warned: str
+) -> None:
+    store = ResultStore(f"sqlite:///{tmp_path / 'focus.db'}")
+    store.create_schema()
+    for number, (sensitivity, ratio) in enumerate(zip([0.9, 0.8], ratios, strict=True)):
+        row = config_row("s", number, CONFIG, "COMPLETE")
+        row.covid_sensitivity, row.covid_specificity, row.lung_focus_ratio = sensitivity, 0.95, ratio
+        store.record(row)
+    ranking = Ranking(ARGMAX.keys, ARGMAX.min_specificity, min_lung_focus_ratio=minimum)
+    assert find_trial(store, "s", None, ranking=ranking).trial_number == 0
+    err = capsys.readouterr().err
+    if warned:
+        assert f"no completed trial of 's' meets its constraint lung_focus_ratio >= {minimum:g}; {warned}" in err
+    else:
+        assert "constraint" not in err
+
+
 # Few distinct values, so ties are common; None stands for an unmeasured figure.
 _VALUES = {
     "covid_specificity": [None, 0.3, 0.5, 0.9, 0.95],

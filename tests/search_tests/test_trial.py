@@ -92,7 +92,7 @@ patience = 10
     assert rows[1].covid_sensitivity is None
 
 
-@pytest.mark.parametrize("region", ["lung_crop", "lung_mask"])
+@pytest.mark.parametrize("region", ["lung_crop", "lung_mask", "lung_crop_mask"])
 def test_a_lung_region_trial_trains_on_the_cut_images_and_measures_focus_on_the_whole_x_ray(
     tiny: Path, region: str
 ) -> None:
