@@ -92,7 +92,10 @@ def test_a_crop_and_back_measures_focus_in_the_original_coordinates() -> None:
 @pytest.mark.parametrize(
     ("region", "message"),
     [
-        ("lung", "`input_region` must be one of full, lung_crop, lung_mask, lung_crop_mask, but got 'lung'. Did you mean"),
+        (
+            "lung",
+            "`input_region` must be one of full, lung_crop, lung_mask, lung_crop_mask, but got 'lung'. Did you mean",
+        ),
         ("crop", "`input_region` must be one of full, lung_crop, lung_mask, lung_crop_mask, but got 'crop'."),
         ("", "`input_region` must be one of full, lung_crop, lung_mask, lung_crop_mask, but got ''."),
     ],

@@ -325,7 +325,10 @@ def test_a_lung_region_model_sees_a_raw_x_ray_as_its_trial_did(
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"region": "lungs"}, 'give `input.region` as one of full, lung_crop, lung_mask, lung_crop_mask, but got "lungs".'),
+        (
+            {"region": "lungs"},
+            'give `input.region` as one of full, lung_crop, lung_mask, lung_crop_mask, but got "lungs".',
+        ),
         (
             {"region": "lung_mask"},
             "give `files.segmenter` as a file in '{folder}' for input.region=lung_mask, but got ",
