@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cxrdata._atomic import atomic_write
+from cxrdata._atomic import atomic_write, one_at_a_time
 from cxrdata._classes import (
     CLASSES,
     COVID,
@@ -80,6 +80,7 @@ __all__ = [
     "make_feature_dataset",
     "make_folds",
     "make_split",
+    "one_at_a_time",
     "prepare_image",
     "scan",
     "to_original",

@@ -8,6 +8,7 @@ only when the writing finished without an exception.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import shutil
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "one_at_a_time"]
 
 
 @contextmanager
@@ -37,6 +38,24 @@ def atomic_write(target: str | os.PathLike[str], *, directory: bool = False) -> 
     except BaseException:
         _remove(staging)
         raise
+
+
+@contextmanager
+def one_at_a_time(target: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``target.lock`` for the block.
+
+    Workers that start together on one machine would each compute the same cache entry (the
+    lung masks take 20 s, a region's images as long); with this the first computes it and the
+    others, once they get the lock, find it written. Re-check for the entry inside the block.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.with_name(f"{target.name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _reserve(target: Path, directory: bool) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cxrdata._atomic import atomic_write
+from cxrdata._atomic import atomic_write, one_at_a_time
 from cxrdata._classes import did_you_mean
 from cxrdata._errors import DatasetError
 
@@ -136,13 +136,18 @@ def cached_region(
     if folder is None:
         return apply_region(images, masks, available, region, margin)
     if not (folder / "boxes.npy").is_file():
-        cut = apply_region(images, masks, available, region, margin)
-        with atomic_write(folder, directory=True) as staging:  # a reader never maps half an array
-            np.save(staging / "images.npy", cut.images)
-            np.save(staging / "masks.npy", cut.masks)
-            np.save(staging / "boxes.npy", cut.boxes)
+        with one_at_a_time(folder):
+            if not (folder / "boxes.npy").is_file():  # another worker may have written it while we waited
+                _write_region(folder, apply_region(images, masks, available, region, margin))
     return RegionInputs(
         images=np.load(folder / "images.npy", mmap_mode="r"),
         masks=np.load(folder / "masks.npy", mmap_mode="r"),
         boxes=np.load(folder / "boxes.npy"),
     )
+
+
+def _write_region(folder: Path, cut: RegionInputs) -> None:
+    with atomic_write(folder, directory=True) as staging:  # a reader never maps half an array
+        np.save(staging / "images.npy", cut.images)
+        np.save(staging / "masks.npy", cut.masks)
+        np.save(staging / "boxes.npy", cut.boxes)

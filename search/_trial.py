@@ -26,6 +26,7 @@ from cxrdata import (
     get_scheme,
     load_images,
     make_split,
+    one_at_a_time,
     to_original,
 )
 from search._accel import apply_precision
@@ -163,19 +164,24 @@ class TrialData:
 
         assert self.lung_model is not None
         digest = hashlib.sha256(self.lung_model.read_bytes()).hexdigest()[:12]
-        cache = None
-        if self.cache_dir is not None:
-            cache = self.cache_dir / f"lungs-{self.manifest.fingerprint}-{image_size}-{crop:.4f}-{digest}.npy"
-            if cache.is_file():
-                return np.asarray(np.load(cache), dtype=bool)
+        if self.cache_dir is None:
+            return self._segment(arrays)
+        cache = self.cache_dir / f"lungs-{self.manifest.fingerprint}-{image_size}-{crop:.4f}-{digest}.npy"
+        if not cache.is_file():
+            with one_at_a_time(cache):  # workers starting together segment once
+                if not cache.is_file():
+                    masks = self._segment(arrays)
+                    with atomic_write(cache) as staging:  # concurrent workers never read half a file
+                        np.save(staging, masks)
+                    return masks
+        return np.asarray(np.load(cache), dtype=bool)
+
+    def _segment(self, arrays: ImageArrays) -> np.ndarray:
         from cxrdata.lungs import load_segmenter, segment
 
+        assert self.lung_model is not None
         model = load_segmenter(self.lung_model)  # the file launch checked, checked again: it may have changed
-        masks = segment(model, np.asarray(arrays.images))
-        if cache is not None:
-            with atomic_write(cache) as staging:  # concurrent workers never read half a file
-                np.save(staging, masks)
-        return masks
+        return segment(model, np.asarray(arrays.images))
 
     def split(self, scheme: str) -> Split:
         if scheme not in self._splits:

@@ -10,18 +10,15 @@ machine may compute it too, and the rename still leaves one whole copy).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from cxrdata import atomic_write
+from cxrdata import atomic_write, one_at_a_time
 from search._settings import Settings, settings
 from search.features._boundary import Boundary
 
@@ -93,22 +90,12 @@ class FeatureCache:
             return self._loaded[key]
         folder = self.folder(key)
         if not folder.is_dir():
-            with self._locked(key):
+            with one_at_a_time(folder):
                 if not folder.is_dir():  # another worker may have finished while we waited
                     self._write(folder, compute_features(boundary, images, batch_size))
         arrays = [np.load(folder / f"{i}.npy", mmap_mode="r") for i in range(len(boundary.names))]
         self._loaded[key] = arrays
         return arrays
-
-    @contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / f"features-{key}.lock").open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @staticmethod
     def _write(folder: Path, arrays: list[np.ndarray]) -> None:

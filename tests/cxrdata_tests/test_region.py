@@ -120,3 +120,36 @@ def test_a_cached_region_is_written_once_and_mapped_after(tmp_path: Path) -> Non
     assert np.array_equal(again.images, first.images) and np.array_equal(again.boxes, first.boxes)
     fresh = apply_region(images, lungs, np.ones(2, bool), "lung_crop")
     assert np.array_equal(fresh.images, first.images) and np.array_equal(fresh.masks, first.masks)
+
+
+def test_workers_starting_together_cut_a_region_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    import cxrdata._region
+
+    images, lungs = _images(), np.stack([_lungs()] * 2)
+    cuts: list[str] = []
+    real = cxrdata._region.apply_region
+
+    def slow(*args: object, **kwargs: object) -> object:
+        cuts.append("cut")
+        time.sleep(0.3)  # long enough for the other workers to be waiting
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cxrdata._region, "apply_region", slow)
+    seen: list[np.ndarray] = []
+    threads = [
+        threading.Thread(
+            target=lambda: seen.append(
+                np.asarray(cached_region(images, lungs, np.ones(2, bool), "lung_crop", tmp_path / "r").images)
+            )
+        )
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cuts == ["cut"] and len(seen) == 3
+    assert all(np.array_equal(s, seen[0]) for s in seen)

@@ -109,6 +109,41 @@ def test_a_lung_region_trial_trains_on_the_cut_images_and_measures_focus_on_the_
     assert outcome.overlays and outcome.overlays[0][1].shape == (32, 32, 3)
 
 
+def test_workers_starting_together_segment_the_images_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four workers of one machine ask for the lung masks at once: one segments, three read its cache."""
+    import threading
+    import time
+
+    import cxrdata.lungs
+    from cxrdata.synthetic import SyntheticSpec, make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "unmasked", SyntheticSpec(per_class=3, size=32, masks=False, seed=4))
+    manifest = scan(data)
+    calls: list[int] = []
+
+    def slow_segment(model: object, images: np.ndarray) -> np.ndarray:
+        calls.append(len(images))
+        time.sleep(0.5)  # long enough for every other worker to be waiting
+        return np.ones(images.shape[:3], bool)
+
+    monkeypatch.setattr(cxrdata.lungs, "load_segmenter", lambda path, **_: object())
+    monkeypatch.setattr(cxrdata.lungs, "segment", slow_segment)
+    (tmp_path / "lungs.keras").write_bytes(b"a segmenter")
+    results: list[np.ndarray] = []
+
+    def worker() -> None:
+        trial_data = TrialData(manifest, cache_dir=tmp_path / "cache", lung_model=tmp_path / "lungs.keras")
+        results.append(trial_data.lung_masks(32, 0.0)[0])
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [len(manifest.entries)], "segmented once, by one worker"
+    assert len(results) == 4 and all(r.all() for r in results), "the others read what it wrote"
+
+
 def test_a_lung_region_needs_masks(tiny: Path, tmp_path: Path) -> None:
     import shutil
 
