@@ -68,6 +68,7 @@ LABELS: dict[str, str] = {
     "covid_sensitivity_low": "COVID sensitivity, 95% lower bound",
     "covid_sensitivity_high": "COVID sensitivity, 95% upper bound",
     "lung_focus": "lung focus",
+    "input_region": "input region",
     "lung_focus_ratio": "lung focus / lung area",
     "pointing_game": "Grad-CAM peak in lungs",
     "roc_auc": "validation AUC",
@@ -87,7 +88,7 @@ LABELS: dict[str, str] = {
 RANKABLE: dict[str, bool] = DIRECTIONS
 # The COVID figures first, so they are visible without scrolling; then focus, then the config.
 TABLE_COLUMNS = (
-    "trial_number", "engine", "state", "backbone", "scheme",
+    "trial_number", "engine", "state", "backbone", "scheme", "input_region",
     "op_sensitivity", "op_sensitivity_low", "op_sensitivity_high", "op_specificity", "covid_threshold",
     "covid_auc", "lung_focus", "lung_focus_ratio", "covid_sensitivity", "covid_sensitivity_low",
     "covid_sensitivity_high", "covid_specificity", "covid_ppv", "pointing_game", "roc_auc", "accuracy",
@@ -160,6 +161,7 @@ class Filters:
 
     backbones: tuple[str, ...] = ()
     schemes: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
     states: tuple[str, ...] = ("COMPLETE",)
     engines: tuple[str, ...] = ()
 
@@ -170,6 +172,7 @@ def filter_choices(engine: Engine, study: str) -> dict[str, list[str]]:
         for key, column in (
             ("backbones", TrialRow.backbone),
             ("schemes", TrialRow.scheme),
+            ("regions", TrialRow.input_region),
             ("states", TrialRow.state),
             ("engines", TrialRow.engine),
         ):
@@ -260,6 +263,7 @@ def ranking(
     for values, column in (
         (filters.backbones, TrialRow.backbone),
         (filters.schemes, TrialRow.scheme),
+        (filters.regions, TrialRow.input_region),
         (filters.states, TrialRow.state),
         (filters.engines, TrialRow.engine),
     ):

@@ -30,6 +30,8 @@ from search.store import (
 __all__ = ["OVERLAY_IMAGES", "make_synthetic_study"]
 
 _BACKBONES = ("DenseNet121", "MobileNetV2", "ResNet50V2", "EfficientNetB0")
+_REGIONS = ("full", "lung_crop", "lung_mask")  # the input regions synthetic trials are spread over
+
 _DISTRIBUTIONS = {
     "backbone": optuna.distributions.CategoricalDistribution(list(_BACKBONES)),
     "freeze_depth": optuna.distributions.FloatDistribution(0.0, 1.0, step=0.25),
@@ -209,6 +211,7 @@ def make_synthetic_study(
     up to eight misclassified validation images with their overlays (``mistakes_json``).
     """
     rng = np.random.default_rng(seed)
+    regions = np.random.default_rng(seed + 1).choice(_REGIONS, n_trials)  # apart: the other draws stay as they were
     store = ResultStore(url)
     store.create_schema()
     storage = optuna.storages.RDBStorage(url)
@@ -251,7 +254,8 @@ def make_synthetic_study(
             backbone=params["backbone"], scheme=params["scheme"], freeze_depth=params["freeze_depth"],
             head_width=params["head_width"], dropout=params["dropout"], learning_rate=params["learning_rate"],
             augment_strength=params["augment_strength"], image_size=128, batch_size=32, max_epochs=8,
-            weights="imagenet", config_json=json.dumps({**params, "image_size": 128}),
+            input_region=str(regions[number]), weights="imagenet",
+            config_json=json.dumps({**params, "image_size": 128, "input_region": str(regions[number])}),
             epochs_run=epochs if state != "FAIL" else 0, pruned_at_epoch=epochs - 1 if state == "PRUNED" else None,
             wall_time_s=float(rng.uniform(10, 300)), params=int(rng.integers(200_000, 25_000_000)),
             error="out of memory" if state == "FAIL" else None, created_at=began, **measured,

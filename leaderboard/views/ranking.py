@@ -65,6 +65,11 @@ def _sidebar(url: str, study: str) -> _View:
     filters = D.Filters(
         backbones=tuple(st.sidebar.multiselect("Backbone", choices["backbones"])),
         schemes=tuple(st.sidebar.multiselect("Scheme", choices["schemes"])),
+        regions=tuple(
+            st.sidebar.multiselect(
+                "Input region", choices["regions"], help="What part of the X-ray the model sees (--regions)."
+            )
+        ),
         states=tuple(
             st.sidebar.multiselect(
                 "State", choices["states"], default=[s for s in ("COMPLETE",) if s in choices["states"]]
@@ -97,9 +102,9 @@ _HEADERS = {
     "freeze_depth": "freeze",
 }
 _WIDTHS = {
-    "rank": 44, "trial_number": 52, "review": 70, "backbone": 108, "scheme": 60, "op_sensitivity": 92,
-    "op_sensitivity_low": 64, "op_sensitivity_high": 68, "op_specificity": 92, "covid_threshold": 74,
-    "covid_auc": 84, "lung_focus": 80, "lung_focus_ratio": 84,
+    "rank": 44, "trial_number": 52, "review": 70, "backbone": 108, "scheme": 60, "input_region": 88,
+    "op_sensitivity": 92, "op_sensitivity_low": 64, "op_sensitivity_high": 68, "op_specificity": 92,
+    "covid_threshold": 74, "covid_auc": 84, "lung_focus": 80, "lung_focus_ratio": 84,
 }  # fmt: skip
 
 
@@ -118,6 +123,9 @@ _COLUMNS = {
     ),
     "backbone": st.column_config.TextColumn("backbone", width=_WIDTHS["backbone"]),
     "scheme": st.column_config.TextColumn("scheme", width=_WIDTHS["scheme"]),
+    "input_region": st.column_config.TextColumn(
+        "region", width=_WIDTHS["input_region"], help="What part of the X-ray the model sees: full, lung_crop, ..."
+    ),
     "covid_threshold": _number("covid_threshold", "%.4f"),
     "learning_rate": st.column_config.NumberColumn(format="%.2e"),
     "wall_time_s": st.column_config.NumberColumn("time (s)", format="%.0f"),
@@ -127,7 +135,7 @@ _COLUMNS = {
 }
 # Who and which first, then the COVID figures at the target with their interval, then the rest.
 _FIRST = (
-    "rank", "trial_number", "review", "backbone", "scheme", "op_sensitivity", "op_sensitivity_low",
+    "rank", "trial_number", "review", "backbone", "scheme", "input_region", "op_sensitivity", "op_sensitivity_low",
     "op_sensitivity_high", "op_specificity", "covid_threshold", "covid_auc", "lung_focus", "lung_focus_ratio",
 )  # fmt: skip
 _HIDDEN = ("reviewer",)

@@ -39,7 +39,7 @@ def _pick(url: str, board: B.Board) -> list[C.StudyGroup] | None:
     if len(groups) < 2:
         st.info(
             "This database holds one study. Run a second search to compare with it, e.g. another input region "
-            '(`--config` with `input_region = ["lung_crop"]`) or another engine (`--engine keras-tuner`), under '
+            "(`--regions lung_crop`) or another engine (`--engine keras-tuner`), under "
             "another `--study` name; it appears here when its first trial is recorded."
         )
         return None

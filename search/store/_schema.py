@@ -26,7 +26,7 @@ __all__ = [
 # 2: covid_roc_json; 3: lung focus details; 4: intervals, operating points, folds, stored predictions;
 # 5: external validation rows (``split = 'external:NAME'``, up to 64 characters, and external_json);
 # 6: reviewers' verdicts (cxr_reviews) and each trial's misclassified validation images (mistakes_json)
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SPLIT_LENGTH = 64
 
 
@@ -69,6 +69,9 @@ class TrialRow(Base):
     learning_rate: Mapped[float] = mapped_column(Float)
     augment_strength: Mapped[float] = mapped_column(Float)
     image_size: Mapped[int] = mapped_column(Integer)
+    # What part of the X-ray the model sees (cxrdata.REGIONS); also in config_json, a column so
+    # the leaderboard can show and filter it. Null only in rows an upgrade could not read.
+    input_region: Mapped[str | None] = mapped_column(String(16), nullable=True)
     batch_size: Mapped[int] = mapped_column(Integer)
     max_epochs: Mapped[int] = mapped_column(Integer)
     weights: Mapped[str] = mapped_column(String(1024))

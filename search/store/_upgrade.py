@@ -2,11 +2,14 @@
 
 Every change since version 3 adds nullable columns, tables or indexes, or widens a column
 (version 5: ``split``, for ``external:NAME`` rows; version 6: the ``cxr_reviews`` table and
-``cxr_trials.mistakes_json``), so an upgrade adds what is missing, widens what is too narrow and
-keeps every row; the version is stamped last, in the same transaction.
+``cxr_trials.mistakes_json``; version 7: ``cxr_trials.input_region``, filled from each row's
+``config_json``), so an upgrade adds what is missing, widens what is too narrow and keeps every
+row; the version is stamped last, in the same transaction.
 """
 
 from __future__ import annotations
+
+import json
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
@@ -43,12 +46,30 @@ def upgrade_schema(engine: Engine) -> tuple[int, int]:
                 assert column.nullable, f"a column added by an upgrade must be nullable: {column.name}"
                 ops.add_column(table.name, Column(column.name, column.type, nullable=True))
         _widen(conn, ops, table)
+        _fill_regions(conn)
         indexes = {i["name"] for i in inspect(conn).get_indexes(table.name)}
         for index in table.indexes:
             if index.name not in indexes:
                 index.create(conn)
         conn.execute(update(SchemaRow).where(SchemaRow.key == "version").values(value=str(SCHEMA_VERSION)))
     return before, SCHEMA_VERSION
+
+
+def _fill_regions(conn: Connection) -> None:
+    """``input_region`` of rows written before it was a column, read from their config (a config
+    written before regions existed saw the whole image)."""
+    empty = select(TrialRow.id, TrialRow.config_json).where(TrialRow.input_region.is_(None))
+    by_region: dict[str, list[int]] = {}
+    for row_id, config in conn.execute(empty):
+        try:
+            region = str(json.loads(config).get("input_region", "full"))
+        except (TypeError, ValueError, AttributeError):
+            continue  # an unreadable config: the column stays empty rather than guessed
+        by_region.setdefault(region, []).append(row_id)
+    for region, ids in by_region.items():
+        for start in range(0, len(ids), 500):  # bounded IN lists
+            chunk = ids[start : start + 500]
+            conn.execute(update(TrialRow).where(TrialRow.id.in_(chunk)).values(input_region=region))
 
 
 def _widen(conn: Connection, ops: Operations, table: Table) -> None:

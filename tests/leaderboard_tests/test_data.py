@@ -72,6 +72,15 @@ def test_filter_choices(engine: Engine) -> None:
     assert choices["states"] == ["COMPLETE", "FAIL", "PRUNED"]
     assert choices["engines"] == ["optuna"]
     assert "DenseNet121" in choices["backbones"]
+    assert choices["regions"] == ["full", "lung_crop", "lung_mask"]
+
+
+def test_the_input_region_is_a_column_and_a_filter(engine: Engine) -> None:
+    everything, total = D.ranking(engine, "demo", filters=D.Filters(states=()), page_size=500)
+    assert set(everything["input_region"]) == {"full", "lung_crop", "lung_mask"}
+    crops, n_crops = D.ranking(engine, "demo", filters=D.Filters(regions=("lung_crop",), states=()), page_size=500)
+    assert set(crops["input_region"]) == {"lung_crop"} and 0 < n_crops < total
+    assert n_crops == int((everything["input_region"] == "lung_crop").sum())
 
 
 def test_the_study_decides_its_default_rule(engine: Engine) -> None:

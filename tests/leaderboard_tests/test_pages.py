@@ -251,9 +251,9 @@ def test_the_ranking_links_to_the_top_trial_and_shows_the_columns_that_matter(
         (f"Open the top-ranked trial ({WINNER})", f"study=demo&trial={WINNER}")
     ]
     table = at.dataframe[0]
-    assert list(table.proto.column_order)[:8] == [
-        "rank", "trial_number", "review", "backbone", "scheme", "op_sensitivity", "op_sensitivity_low",
-        "op_sensitivity_high",
+    assert list(table.proto.column_order)[:9] == [
+        "rank", "trial_number", "review", "backbone", "scheme", "input_region", "op_sensitivity",
+        "op_sensitivity_low", "op_sensitivity_high",
     ]  # fmt: skip
     assert "reviewer" not in table.proto.column_order
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ ADDED_IN_4 = (
 )  # fmt: skip
 ADDED_IN_5 = ("external_json",)
 ADDED_IN_6 = ("mistakes_json",)
+ADDED_IN_7 = ("input_region",)
 
 
 def _version_3(path: Path) -> str:
@@ -29,14 +32,16 @@ def _version_3(path: Path) -> str:
     store = ResultStore(url)
     store.create_schema()
     for number, sensitivity in enumerate((0.9, 0.95)):
-        row = config_row("old", number, CONFIG, "COMPLETE")
+        row = config_row("old", number, replace(CONFIG, input_region=("full", "lung_mask")[number]), "COMPLETE")
         row.covid_sensitivity, row.covid_specificity = sensitivity, 0.9
+        if number == 0:  # a config written before input regions existed
+            row.config_json = json.dumps({k: v for k, v in json.loads(row.config_json).items() if k != "input_region"})
         store.record(row)
     with store.engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_cxr_trials_rank_op"))
         conn.execute(text("DROP TABLE cxr_predictions"))
         conn.execute(text("DROP TABLE cxr_reviews"))
-        for column in ADDED_IN_4 + ADDED_IN_5 + ADDED_IN_6:
+        for column in ADDED_IN_4 + ADDED_IN_5 + ADDED_IN_6 + ADDED_IN_7:
             conn.execute(text(f"ALTER TABLE cxr_trials DROP COLUMN {column}"))
         conn.execute(text("UPDATE cxr_schema SET value = '3' WHERE key = 'version'"))
     store.dispose()
@@ -67,6 +72,7 @@ def test_the_upgrade_keeps_every_row_and_adds_what_the_current_version_needs(tmp
     assert [(r.trial_number, r.covid_sensitivity) for r in rows] == [(0, 0.9), (1, 0.95)]
     assert rows[0].op_sensitivity is None, "old trials have no operating point: they rank as unknown"
     assert rows[0].mistakes_json is None and store.latest_verdicts("old") == {}, "the reviews table is there, empty"
+    assert [r.input_region for r in rows] == ["full", "lung_mask"], "the region is read from each row's config"
     new = config_row("old", 2, CONFIG, "COMPLETE")
     new.op_sensitivity, new.covid_specificity = 0.97, 0.9
     store.record(new)
