@@ -87,6 +87,38 @@ def external_set(out: Path) -> Path:
     return root
 
 
+def reference_points(external: Path, size: int = 224, cells: int = 7) -> dict[str, float]:
+    """What the focus share means, on the human masks: the share that heatmaps with no
+    preference inside what a region shows would get, and the most a 7x7 Grad-CAM can give.
+
+    - a flat map over the whole image (the lungs' share of the image: ratio 1.0);
+    - a flat map over the lungs' box (all that ``lung_crop`` shows);
+    - a flat map over the grown lungs (all that ``lung_mask`` shows);
+    - the lungs themselves seen at ``cells`` x ``cells`` (averaged into the cells, resized back
+      bilinearly, as Grad-CAM's map is): the ceiling for a model whose evidence is exactly the lungs.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from cxrdata import apply_region, lung_box
+
+    shares: dict[str, list[float]] = {"whole image": [], "lungs' box": [], "grown lungs": [], "7x7 lungs": []}
+    for path in sorted((external / "COVID" / "masks").iterdir()):
+        lungs = np.asarray(Image.open(path).convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127
+        if not lungs.any():
+            continue
+        y0, y1, x0, x1 = lung_box(lungs)
+        white = np.full((1, size, size, 3), 255, np.uint8)
+        shown = apply_region(white, lungs[None], np.ones(1, bool), "lung_mask").images[0, ..., 0] > 0
+        coarse = Image.fromarray(lungs.astype(np.float32), mode="F").resize((cells, cells), Image.Resampling.BOX)
+        seen = np.asarray(coarse.resize((size, size), Image.Resampling.BILINEAR))
+        shares["whole image"].append(float(lungs.mean()))
+        shares["lungs' box"].append(float(lungs[y0:y1, x0:x1].mean()))
+        shares["grown lungs"].append(float(lungs[shown].mean()))
+        shares["7x7 lungs"].append(float((seen * lungs).sum() / seen.sum()))
+    return {name: float(np.mean(values)) for name, values in shares.items()}
+
+
 def _rows(storage: str, study: str) -> dict[str, Any]:
     from search.store import ResultStore
 
@@ -205,7 +237,16 @@ def main(argv: list[str] | None = None) -> int:
           f"frontal X-rays), {args.trials} trials per region")  # fmt: skip
     results = {region: run_region(region, args, external) for region in args.regions.split(",")}
     print(table(results))
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    points = reference_points(external)
+    print("\nreference points on the human masks (share of heatmap energy inside the lungs):")
+    for name, share in points.items():
+        what = (
+            "the lungs themselves seen by a 7x7 Grad-CAM (the ceiling)"
+            if name == "7x7 lungs"
+            else f"a flat map over the {name}"
+        )
+        print(f"  {what:<60} {100 * share:5.1f}%")
+    (args.out / "results.json").write_text(json.dumps({**results, "reference_points": points}, indent=2))
     return 0
 
 
