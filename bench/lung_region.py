@@ -1,8 +1,10 @@
 """Input regions: the best trials that see the whole X-ray, the lungs' box, or the lungs alone.
 
-    python -m bench.lung_region [--trials 10] [--out DIR] [--lung-model auto|PATH]
+    python -m bench.lung_region [--trials 10] [--regions full,lung_crop,...] [--out DIR]
+                                [--lung-model auto|PATH] [--min-lung-focus-ratio R]
 
-One study per region (``full``, ``lung_crop``, ``lung_mask``) on the shared sample, each with
+One study per region (``full``, ``lung_crop``, ``lung_mask``, ``lung_crop_mask``; with
+``--min-lung-focus-ratio``, under that constraint) on the shared sample, each with
 the same space (below: the default space's two ImageNet backbones of these machines' weights,
 head-only or the top eighth fine-tuned, at 224 px), the same seed and split. For each study's
 top-ranked trial it reports:
@@ -165,14 +167,18 @@ def _count(row: Any) -> int | None:
 
 
 def run_region(region: str, args: argparse.Namespace, external: Path) -> dict[str, Any]:
-    folder = args.out / region
+    name = region if args.min_lung_focus_ratio is None else f"{region}-min-ratio-{args.min_lung_focus_ratio:g}"
+    folder = args.out / name
     folder.mkdir(parents=True, exist_ok=True)
-    storage, study, log = f"sqlite:///{folder / 'optuna.db'}", f"region-{region}", folder / "log.txt"
+    storage, study, log = f"sqlite:///{folder / 'optuna.db'}", f"region-{name}", folder / "log.txt"
     done = folder / "figures.json"
     if done.exists() and not args.refresh:
         return dict(json.loads(done.read_text()))
     space = folder / "space.toml"
-    space.write_text(SPACE.format(region=region))
+    constraint = args.min_lung_focus_ratio
+    space.write_text(
+        SPACE.format(region=region) + ("" if constraint is None else f"min_lung_focus_ratio = {constraint}\n")
+    )
     seconds = 0.0
     if not (folder / "searched").exists():
         seconds = _run(
@@ -230,12 +236,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--regions", default=",".join(REGIONS))
     parser.add_argument("--out", type=Path, default=Path(".bench/lung-region"))
     parser.add_argument("--refresh", action="store_true", help="read the figures from the databases again")
+    parser.add_argument(
+        "--min-lung-focus-ratio",
+        type=float,
+        help="search each region under this lung-focus constraint (separate studies, named with it)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     external = external_set(args.out)
     print(f"data {shown(args.data)}, external set {shown(MASKS)} ({len(list((external / 'COVID/images').iterdir()))} "
           f"frontal X-rays), {args.trials} trials per region")  # fmt: skip
     results = {region: run_region(region, args, external) for region in args.regions.split(",")}
+    if args.min_lung_focus_ratio is not None:
+        results = {f"{r} (ratio >= {args.min_lung_focus_ratio:g})": f for r, f in results.items()}
     print(table(results))
     points = reference_points(external)
     print("\nreference points on the human masks (share of heatmap energy inside the lungs):")
@@ -246,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             else f"a flat map over the {name}"
         )
         print(f"  {what:<60} {100 * share:5.1f}%")
-    (args.out / "results.json").write_text(json.dumps({**results, "reference_points": points}, indent=2))
+    saved = args.out / "results.json"  # every run's figures, by region (and constraint)
+    earlier = json.loads(saved.read_text()) if saved.is_file() else {}
+    saved.write_text(json.dumps({**earlier, **results, "reference_points": points}, indent=2))
     return 0
 
 
