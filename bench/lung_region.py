@@ -204,6 +204,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _interval(bounds: list[float] | None) -> str:
+    return "" if not bounds or None in bounds else f"[{_pct(bounds[0])}, {_pct(bounds[1])}]"
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -222,7 +226,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             f"| {_pct(f['sample_focus'])} / {_num(f['sample_focus_ratio'])} "
             f"| {_pct(f['human_focus'])} / {_num(f['human_focus_ratio'])} / {_pct(f.get('human_pointing'))} "
             f"({f['human_focus_n']}) "
-            f"| {_pct(f['external_sensitivity'])} ({f['external_n']}) | {f['search_s']} |"
+            f"| {_pct(f['external_sensitivity'])} {_interval(f.get('external_sensitivity_ci'))} ({f['external_n']}) "
+            f"| {f['search_s']} |"
         )
     return "\n".join(lines)
 
