@@ -134,7 +134,6 @@ class TrialData:
         return self.cache_dir / f"region-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
 
     def _segmenter_digest(self) -> str:
-        import hashlib
 
         assert self.lung_model is not None
         return hashlib.sha256(self.lung_model.read_bytes()).hexdigest()[:12]
@@ -160,12 +159,9 @@ class TrialData:
         return self._lungs[key]
 
     def _segmented(self, arrays: ImageArrays, image_size: int, crop: float) -> np.ndarray:
-        import hashlib
-
-        assert self.lung_model is not None
-        digest = hashlib.sha256(self.lung_model.read_bytes()).hexdigest()[:12]
         if self.cache_dir is None:
             return self._segment(arrays)
+        digest = self._segmenter_digest()
         cache = self.cache_dir / f"lungs-{self.manifest.fingerprint}-{image_size}-{crop:.4f}-{digest}.npy"
         if not cache.is_file():
             with one_at_a_time(cache):  # workers starting together segment once
