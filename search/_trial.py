@@ -134,7 +134,6 @@ class TrialData:
         return self.cache_dir / f"region-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
 
     def _segmenter_digest(self) -> str:
-
         assert self.lung_model is not None
         return hashlib.sha256(self.lung_model.read_bytes()).hexdigest()[:12]
 
