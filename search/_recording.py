@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 
+from search._interrupt import interrupt_received
 from search._trial import TrialOutcome
 from search.artifacts import ArtifactStore
 from search.metrics import TrialMetrics
@@ -140,7 +141,7 @@ class TrialRecorder:
 
 
 def describe_failure(exc: BaseException) -> str:
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt) or interrupt_received():  # Ctrl-C can surface as another error
         return "interrupted (Ctrl-C)"
     if type(exc).__name__ == "ResourceExhaustedError":
         return f"out of memory: {str(exc).splitlines()[0][:300]}"

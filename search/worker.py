@@ -19,6 +19,7 @@ from typing import Any
 
 from cxrdata import DatasetError
 from search._errors import SearchError
+from search._interrupt import mark_interrupted
 from search._settings import check_settings
 from search.logging import get_logger
 from search.store import add_storage_argument
@@ -49,6 +50,7 @@ def interrupt_once() -> None:
 
     def handler(signum: int, frame: object) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        mark_interrupted()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)

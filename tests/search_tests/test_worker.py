@@ -42,3 +42,44 @@ def _raised_from(inner: BaseException, outer: BaseException) -> BaseException:
 )
 def test_a_lost_database_is_recognised_behind_other_errors(exc: BaseException, outage: bool) -> None:
     assert _caused_by(exc, OUTAGE) is outage
+
+
+@pytest.mark.parametrize(
+    ("exc", "after_ctrl_c", "said"),
+    [
+        (KeyboardInterrupt(), False, "interrupted (Ctrl-C)"),
+        # Ctrl-C inside a C extension can surface as another error, the interrupt lost
+        (SystemError("Objects/listobject.c:338: bad argument to internal function"), True, "interrupted (Ctrl-C)"),
+        (SystemError("bad argument to internal function"), False, "SystemError: bad argument to internal function"),
+        (ValueError("no such layer"), False, "ValueError: no such layer"),
+    ],
+)
+def test_a_failure_after_ctrl_c_is_recorded_as_interrupted(
+    monkeypatch: pytest.MonkeyPatch, exc: BaseException, after_ctrl_c: bool, said: str
+) -> None:
+    import search._interrupt
+    from search._recording import describe_failure
+
+    monkeypatch.setattr(search._interrupt, "_received", after_ctrl_c)
+    assert describe_failure(exc) == said
+
+
+def test_the_worker_s_ctrl_c_handler_remembers_the_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+    import time
+
+    import search._interrupt
+    from search.worker import interrupt_once
+
+    monkeypatch.setattr(search._interrupt, "_received", False)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        interrupt_once()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises within the sleep, long before its end
+        assert search._interrupt.interrupt_received()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN, "later Ctrl-Cs are ignored"
+    finally:
+        signal.signal(signal.SIGINT, previous)
