@@ -6,7 +6,6 @@ row). SQLite: a lock file beside the database (SQLite itself already serialises 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import Connection, NullPool, create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from cxrdata import one_at_a_time
 from search._errors import SearchError
 from search.store._url import mask_url, parse_url
 
@@ -52,12 +52,8 @@ def _file_lock(database: str | None) -> Iterator[None]:
     if not path.parent.is_dir():  # the database itself will fail to open, with its own sentence
         yield
         return
-    with path.with_name(f"{path.name}.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with one_at_a_time(path):  # the lock file beside the database, as every cache takes it
+        yield
 
 
 @contextmanager
