@@ -92,7 +92,7 @@ def _configs(details: dict[str, D.TrialDetail]) -> None:
 def _figures(details: dict[str, D.TrialDetail]) -> None:
     st.subheader("Figures (validation) with their 95% intervals, ROC and learning curves")
     st.dataframe(C.metric_table(details), hide_index=True, height="content", key="compare-figures")
-    rocs = {label: (*d.roc, d.metrics.get("roc_auc")) for label, d in details.items() if d.roc is not None}
+    rocs = {label: (*d.roc, d.metrics.get("covid_auc")) for label, d in details.items() if d.roc is not None}
     curves = {label: (d.epochs, d.pruned_at_epoch) for label, d in details.items() if not d.epochs.empty}
     try:
         st.plotly_chart(charts.compare_figure(C.interval_frame(details), rocs, curves), key="compare-chart")

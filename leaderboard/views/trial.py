@@ -71,7 +71,7 @@ def _figures(detail: D.TrialDetail) -> None:
             if detail.confusion is not None:
                 st.plotly_chart(charts.confusion_figure(detail.confusion, detail.class_names))
             if detail.roc is not None:
-                st.plotly_chart(charts.roc_figure(*detail.roc, detail.metrics.get("roc_auc")))
+                st.plotly_chart(charts.roc_figure(*detail.roc, detail.metrics.get("covid_auc")))
         except (ValueError, TypeError, IndexError) as exc:  # stored values that do not fit a chart
             st.warning(D.escape_markdown(f"A chart of this trial could not be drawn from its stored values ({exc})."))
 

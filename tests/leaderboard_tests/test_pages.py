@@ -166,6 +166,12 @@ def test_the_trial_page_shows_what_it_gets_wrong(monkeypatch: pytest.MonkeyPatch
     summary = M.mistake_summary(study_db, "demo", WINNER)
     assert summary is not None and len(frame) == 8
     assert _images(at) == [4] + [1] * 8, "four Grad-CAM overlays, then eight misclassified images"
+    detail = D.trial_detail(D.read_only_engine(study_db), "demo", WINNER)
+    assert detail is not None and detail.roc is not None
+    titles = {f.layout.title.text for f in _figures(at)}
+    assert f"ROC, COVID vs rest (AUC {detail.metrics['covid_auc']:.3f})" in titles, (
+        "the curve's own AUC, not the macro one"
+    )
     captions = [unescaped(c.value) for c in at.caption]
     assert any(c.startswith(f"8 of {summary.misclassified} misclassified validation images shown") for c in captions)
     shown = [c for c in captions if c.startswith(("missed COVID:", "false COVID:", "other confusion:"))]
