@@ -2,9 +2,11 @@
 
     python -m bench.lung_region [--trials 10] [--regions full,lung_crop,...] [--out DIR]
                                 [--lung-model auto|PATH] [--min-lung-focus-ratio R]
+                                [--focus-weight W]
 
 One study per region (``full``, ``lung_crop``, ``lung_mask``, ``lung_crop_mask``; with
-``--min-lung-focus-ratio``, under that constraint) on the shared sample, each with
+``--min-lung-focus-ratio``, under that constraint; with ``--focus-weight``, trained with that
+penalty on Grad-CAM evidence outside the lungs) on the shared sample, each with
 the same space (below: the default space's two ImageNet backbones of these machines' weights,
 head-only or the top eighth fine-tuned, at 224 px), the same seed and split. For each study's
 top-ranked trial it reports:
@@ -166,8 +168,20 @@ def _count(row: Any) -> int | None:
     return None if confusion is None else int(sum(map(sum, confusion)))
 
 
-def run_region(region: str, args: argparse.Namespace, external: Path) -> dict[str, Any]:
+def study_name(region: str, args: argparse.Namespace) -> str:
+    """The region, and what else the study was run with (each variant is its own study)."""
     name = region if args.min_lung_focus_ratio is None else f"{region}-min-ratio-{args.min_lung_focus_ratio:g}"
+    return name if not args.focus_weight else f"{name}-focus-{args.focus_weight:g}"
+
+
+def _label(region: str, args: argparse.Namespace) -> str:
+    extra = [f"ratio >= {args.min_lung_focus_ratio:g}"] if args.min_lung_focus_ratio is not None else []
+    extra += [f"focus weight {args.focus_weight:g}"] if args.focus_weight else []
+    return region if not extra else f"{region} ({', '.join(extra)})"
+
+
+def run_region(region: str, args: argparse.Namespace, external: Path) -> dict[str, Any]:
+    name = study_name(region, args)
     folder = args.out / name
     folder.mkdir(parents=True, exist_ok=True)
     storage, study, log = f"sqlite:///{folder / 'optuna.db'}", f"region-{name}", folder / "log.txt"
@@ -176,9 +190,8 @@ def run_region(region: str, args: argparse.Namespace, external: Path) -> dict[st
         return dict(json.loads(done.read_text()))
     space = folder / "space.toml"
     constraint = args.min_lung_focus_ratio
-    space.write_text(
-        SPACE.format(region=region) + ("" if constraint is None else f"min_lung_focus_ratio = {constraint}\n")
-    )
+    text = SPACE.format(region=region).replace("[training]", f"focus_weight = {args.focus_weight}\n\n[training]")
+    space.write_text(text + ("" if constraint is None else f"min_lung_focus_ratio = {constraint}\n"))
     seconds = 0.0
     if not (folder / "searched").exists():
         seconds = _run(
@@ -246,14 +259,18 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="search each region under this lung-focus constraint (separate studies, named with it)",
     )
+    parser.add_argument(
+        "--focus-weight",
+        type=float,
+        default=0.0,
+        help="train every trial with this penalty on Grad-CAM evidence outside the lungs (separate studies)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     external = external_set(args.out)
     print(f"data {shown(args.data)}, external set {shown(MASKS)} ({len(list((external / 'COVID/images').iterdir()))} "
           f"frontal X-rays), {args.trials} trials per region")  # fmt: skip
-    results = {region: run_region(region, args, external) for region in args.regions.split(",")}
-    if args.min_lung_focus_ratio is not None:
-        results = {f"{r} (ratio >= {args.min_lung_focus_ratio:g})": f for r, f in results.items()}
+    results = {_label(r, args): run_region(r, args, external) for r in args.regions.split(",")}
     print(table(results))
     points = reference_points(external)
     print("\nreference points on the human masks (share of heatmap energy inside the lungs):")

@@ -104,26 +104,33 @@ def make_feature_dataset(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
+    masks: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Like :func:`make_dataset`, but of precomputed per-entry arrays (``features[k][i]`` belongs
     to entry ``i``) instead of images, with no augmentation.
 
     Examples come in exactly the order ``make_dataset`` gives them for the same arguments, so
-    a model trained on features sees the same batches as one trained on the images.
+    a model trained on features sees the same batches as one trained on the images. With
+    ``masks`` (``(N, S, S, 1)`` per entry) batches are ``(features, labels, masks)``, masks
+    float32 in {0, 1}, as ``make_dataset(..., with_masks=True)`` gives them.
     """
     if batch_size < 1:
         raise ValueError(f"`batch_size >= 1` must hold, but got batch_size={batch_size}.")
     indices = np.asarray(indices, dtype=np.int64)
     indices = indices[valid[indices]]
-    shapes = [tuple(f.shape[1:]) for f in features]
+
+    arrays = [*features, masks] if masks is not None else list(features)
+    shapes = [tuple(a.shape[1:]) for a in arrays]
 
     def take(positions: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(_rows(f, positions).astype(np.float32, copy=False) for f in features)
+        return tuple(_rows(a, positions).astype(np.float32, copy=False) for a in arrays)
 
-    def load(batch_indices: tf.Tensor, batch_labels: tf.Tensor) -> tuple[Any, tf.Tensor]:
-        loaded = tf.numpy_function(take, [batch_indices], [tf.float32] * len(features), stateful=False)
-        inputs = tuple(tf.ensure_shape(x, (None, *shape)) for x, shape in zip(loaded, shapes, strict=True))
-        return (inputs[0] if len(inputs) == 1 else inputs), batch_labels
+    def load(batch_indices: tf.Tensor, batch_labels: tf.Tensor) -> tuple[Any, ...]:
+        loaded = tf.numpy_function(take, [batch_indices], [tf.float32] * len(arrays), stateful=False)
+        tensors = [tf.ensure_shape(x, (None, *shape)) for x, shape in zip(loaded, shapes, strict=True)]
+        inputs = tensors[: len(features)]
+        x = inputs[0] if len(inputs) == 1 else tuple(inputs)
+        return (x, batch_labels) if masks is None else (x, batch_labels, tensors[-1])
 
     data = _batches(indices, labels, batch_size, shuffle, seed)
     return data.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -4,11 +4,15 @@ With no augmentation, the frozen part of the model computes the same thing every
 its output (the *boundary* activations) is computed once per key and the trainable tail is
 fitted on it. The tail shares its layers with the full model, so the trial still ends with
 the full model, ready for Grad-CAM and export.
+
+With ``focus_weight > 0`` each phase fits a :class:`search.train.FocusTraining` around that
+model instead, and the training batches carry the lungs as the model sees them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import keras
 import numpy as np
@@ -16,8 +20,11 @@ import tensorflow as tf
 
 from cxrdata import ImageArrays, Split, make_dataset, make_feature_dataset
 from search.features import Boundary, FeatureCache, compute_features, feature_key, find_boundary, limit_bytes
+from search.gradcam import LOGITS_LAYER
+from search.metrics import COVID_LABEL
 from search.model import BuiltModel, set_freeze_depth
 from search.space import TrialConfig
+from search.train import FocusTraining
 
 __all__ = ["FEATURE_BATCH", "ROUTE_FEATURES", "ROUTE_IMAGES", "TrialFeed"]
 
@@ -38,6 +45,9 @@ class TrialFeed:
     weights: str | None  # the resolved weights (file, "imagenet" or None)
     cache: FeatureCache | None  # None: activations live for this trial only
     use_features: bool = True
+    # (N, S, S, 1) uint8: the lungs on the model's input, all ones where unknown (no preference).
+    # Needed only with ``config.focus_weight > 0``.
+    lungs: np.ndarray | None = None
     routes: list[str] = field(default_factory=list)
     last: tuple[keras.Model, tf.data.Dataset] | None = None  # what predicts the validation split
 
@@ -61,12 +71,29 @@ class TrialFeed:
             model, train, val = boundary.tail, *self._feature_data(features)
             self.routes.append(f"{ROUTE_FEATURES}:{boundary.floats_per_image()}")
         self.last = model, val
+        if self.focused:
+            return self._focus_training(boundary), train, val
         return model, train, val
+
+    @property
+    def focused(self) -> bool:
+        return self.config.focus_weight > 0
+
+    def _focus_training(self, boundary: Boundary | None) -> FocusTraining:
+        whole, layer = self.built.model, self.built.gradcam_layer
+        inputs: Any = whole.inputs if boundary is None else list(boundary.tensors)
+        if boundary is not None and layer in boundary.names:
+            features = boundary.tensors[boundary.names.index(layer)]  # the boundary is Grad-CAM's map
+        else:
+            features = whole.get_layer(layer).output
+        logits = whole.get_layer(LOGITS_LAYER).output
+        return FocusTraining(inputs, features, logits, whole.outputs[0], self.config.focus_weight, COVID_LABEL)
 
     def _boundary(self) -> Boundary | None:
         if not self.use_features or self.config.augment_strength > 0:
             return None  # augmented images differ every epoch: nothing is constant
-        boundary = find_boundary(self.built.model)
+        # The penalty reads the Grad-CAM layer's map: cache no further than that layer.
+        boundary = find_boundary(self.built.model, keep=self.built.gradcam_layer if self.focused else None)
         if boundary is None:
             return None
         if boundary.floats_per_image() * 4 * len(self.arrays.images) > limit_bytes():
@@ -91,9 +118,10 @@ class TrialFeed:
     def _image_data(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
         c, arrays = self.config, self.arrays
         labels = self.split.labels
+        with_lungs = replace(arrays, masks=self._lungs()) if self.focused else arrays
         train = make_dataset(
-            arrays, self.split.indices["train"], labels, batch_size=c.batch_size, shuffle=True,
-            augment_strength=c.augment_strength, seed=c.seed,
+            with_lungs, self.split.indices["train"], labels, batch_size=c.batch_size, shuffle=True,
+            augment_strength=c.augment_strength, seed=c.seed, with_masks=self.focused,
         )  # fmt: skip
         return train, make_dataset(arrays, self.val_indices, labels, batch_size=c.batch_size)
 
@@ -101,7 +129,15 @@ class TrialFeed:
         c, labels = self.config, self.split.labels
         train = make_feature_dataset(
             features, self.valid, self.split.indices["train"], labels, batch_size=c.batch_size, shuffle=True,
-            seed=c.seed,
+            seed=c.seed, masks=self._lungs() if self.focused else None,
         )  # fmt: skip
         val = make_feature_dataset(features, self.valid, self.val_indices, labels, batch_size=c.batch_size)
         return train, val
+
+    def _lungs(self) -> np.ndarray:
+        if self.lungs is None:
+            raise ValueError(
+                f"`focus_weight > 0` needs the lungs of every training image, but got focus_weight="
+                f"{self.config.focus_weight} and no lung masks."
+            )
+        return self.lungs

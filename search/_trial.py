@@ -126,6 +126,18 @@ class TrialData:
                 self._inputs[key] = replace(arrays, images=cut.images, masks=cut.masks), cut.boxes
         return self._inputs[key]
 
+    def input_lungs(self, config: TrialConfig) -> np.ndarray:
+        """``(N, S, S, 1)`` uint8 in {0, 1}: the lungs as the trial's model sees them (its region
+        applied), all ones where no mask is known, so the focus penalty asks nothing of that image."""
+        masks, available, _ = self.lung_masks(config.image_size, config.crop)
+        if config.input_region != "full":
+            masks = self.inputs(config).masks  # cut and resized with the images
+        size = config.image_size
+        lungs = (np.asarray(masks).reshape(len(available), size, size, 1) > 0).astype(np.uint8)
+        unknown = ~np.asarray(available, dtype=bool) | ~lungs.reshape(len(lungs), -1).any(axis=1)
+        lungs[unknown] = 1
+        return lungs
+
     def _region_folder(self, config: TrialConfig) -> Path | None:
         """Where a region's inputs are cached, beside the image cache (None: kept in memory)."""
         if self.cache_dir is None:
@@ -328,6 +340,7 @@ def trial_feed(built: BuiltModel, config: TrialConfig, data: TrialData, split: S
         weights=resolve_weights(built.spec, config.weights, config.image_size),
         cache=data.feature_cache,
         use_features=data.use_features,
+        lungs=data.input_lungs(config) if config.focus_weight > 0 else None,
     )
 
 

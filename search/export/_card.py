@@ -155,6 +155,18 @@ def _region_text(card: dict[str, Any]) -> str:
     return f"; then segment the lungs with `{card['files'].get('segmenter')}` (shipped here) and {how}"
 
 
+def _focus_training_text(card: dict[str, Any]) -> str:
+    """A line for models trained to keep their evidence in the lungs (older cards have no weight)."""
+    weight = float((card.get("config") or {}).get("focus_weight", 0.0))
+    if weight <= 0:
+        return ""
+    return (
+        f"\n- Training: cross-entropy plus {weight:g} x the share of the COVID Grad-CAM evidence outside the "
+        "lungs (segmented or drawn masks of the training images). The model was taught where to look; its lung "
+        "focus is still measured, on validation images, as for any other model."
+    )
+
+
 def markdown(card: dict[str, Any]) -> str:
     val, test = card["validation"], card["test"]
     caveats = "\n".join(f"- {c}" for c in card["caveats"]) or "- none found"
@@ -192,7 +204,7 @@ Intended use: {INTENDED_USE}
   cut {card["input"]["crop_fraction_per_side"]:g} of each side, resize bilinearly (squash) to the input size{region}.
   `python -m search.predict --model DIR IMAGE...` does exactly this.
 - Decision: {decision["rule"]}.
-- Lung focus (Grad-CAM energy inside the lungs): {fmt(card["lung_focus"])}.
+- Lung focus (Grad-CAM energy inside the lungs): {fmt(card["lung_focus"])}.{_focus_training_text(card)}
 - Dataset fingerprint {card["dataset"]["fingerprint"]}, split fingerprint {card["dataset"]["split_fingerprint"]}.
 
 | metric | {"validation (out-of-fold)" if val["split"] == "oof" else "validation"} | test (measured once, at export) |

@@ -37,6 +37,9 @@ class Boundary:
     front: keras.Model
     tail: keras.Model
     names: tuple[str, ...]  # the layers whose outputs are the boundary, in tail-input order
+    # Those outputs as symbolic tensors of the full model's graph (``front.outputs`` are copies),
+    # to build other models on the trainable side.
+    tensors: tuple[Any, ...] = ()
 
     def floats_per_image(self) -> int:
         return sum(_size(t.shape[1:]) for t in self.front.outputs)
@@ -54,7 +57,7 @@ def _producers(layer: keras.Layer) -> list[keras.Layer]:
     return [t._keras_history.operation for t in node.input_tensors]
 
 
-def _constant_layers(model: keras.Model) -> set[str]:
+def _constant_layers(model: keras.Model, keep: str | None) -> set[str]:
     constant: set[str] = set()
     for layer in model.layers:  # topological order
         if isinstance(layer, keras.layers.InputLayer):
@@ -62,7 +65,10 @@ def _constant_layers(model: keras.Model) -> set[str]:
             continue
         if layer.trainable_weights or isinstance(layer, _RANDOM_LAYERS):
             continue
-        if all(p.name in constant for p in _producers(layer)):
+        producers = _producers(layer)
+        if keep is not None and any(p.name == keep for p in producers):
+            continue  # the kept layer's output must reach the trained side unpooled
+        if all(p.name in constant for p in producers):
             constant.add(layer.name)
     return constant
 
@@ -72,17 +78,25 @@ def _learned(layer: keras.Layer) -> bool:
     return bool(layer.weights) and not isinstance(layer, keras.layers.Normalization)
 
 
-def find_boundary(model: keras.Model) -> Boundary | None:
+def find_boundary(model: keras.Model, keep: str | None = None) -> Boundary | None:
     """Split ``model`` at its current trainable flags; ``None`` when nothing before the first
-    trainable layer is worth caching (only the input would cross the boundary)."""
-    constant = _constant_layers(model)
+    trainable layer is worth caching (only the input would cross the boundary).
+
+    ``keep`` names a layer whose output the trained side must compute or receive as it is
+    (Grad-CAM's layer, for a training penalty on the heatmap): the boundary is no later than it,
+    so a parameter-free pooling after it is not folded into the cached part.
+    """
+    constant = _constant_layers(model, keep)
     crossing: dict[str, Any] = {}
     for layer in model.layers:
         if layer.name in constant:
             continue
-        for producer in _producers(layer):
+        for tensor in layer._inbound_nodes[0].input_tensors:
+            producer = tensor._keras_history.operation
             if producer.name in constant:
-                crossing.setdefault(producer.name, producer.output)
+                # The tensor this layer reads, not ``producer.output``: where the backbone's
+                # sub-model ends, Keras hands the head a copy of its output tensor.
+                crossing.setdefault(producer.name, tensor)
     if not crossing or any(isinstance(model.get_layer(n), keras.layers.InputLayer) for n in crossing):
         return None
     if not any(_learned(model.get_layer(n)) for n in constant):
@@ -91,4 +105,4 @@ def find_boundary(model: keras.Model) -> Boundary | None:
     tensors = [crossing[n] for n in names]
     front = keras.Model(model.inputs, tensors, name=f"{model.name}_front")
     tail = keras.Model(tensors, model.outputs, name=f"{model.name}_tail")
-    return Boundary(front=front, tail=tail, names=names)
+    return Boundary(front=front, tail=tail, names=names, tensors=tuple(tensors))

@@ -14,7 +14,7 @@ from search._errors import SearchError
 from search.artifacts import artifact_location, is_s3
 from search.backbones import check_weights, get_backbone, resolve_weights
 from search.logging import get_logger
-from search.space import SearchSpace, load_space
+from search.space import Range, SearchSpace, load_space
 from search.store import ResultStore, creation_lock
 
 _logger = get_logger(__name__)
@@ -244,7 +244,7 @@ def _lung_model(choice: str, manifest: Manifest) -> str | None:
 def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: str | None) -> None:
     """A lung-focus constraint on data where no trial's focus can be measured (no dataset mask and
     ``--lung-model none``) would make every trial infeasible, and a lung region has nothing to
-    cut: both refused."""
+    cut, and a focus penalty has no lungs to favour: all refused."""
     regions = [r for r in space.regions if r != "full"]
     if regions and lung_model is None and not any(e.mask for e in manifest.entries):
         raise SearchError(
@@ -259,6 +259,17 @@ def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: 
             "on a dataset without any and --lung-model none; leave --lung-model at auto (the packaged segmenter), "
             "pass a segmenter file, or drop the constraint."
         )
+    weight = space.focus_weight
+    if weight.high > 0 and lung_model is None and not any(e.mask for e in manifest.entries):
+        raise SearchError(
+            f"`focus_weight > 0` needs lung masks to penalise evidence outside the lungs, but got focus_weight="
+            f"{_shown(weight)} on a dataset without any and --lung-model none; leave --lung-model at auto (the "
+            "packaged segmenter), pass a segmenter file, or set focus_weight = 0."
+        )
+
+
+def _shown(r: Range) -> str:
+    return f"{r.low:g}" if r.low == r.high else f"[{r.low:g}, {r.high:g}]"
 
 
 def _warm_caches(manifest: Manifest, space: SearchSpace, cache_dir: Path, artifacts: str) -> None:

@@ -26,6 +26,8 @@ class TrialConfig:
     augment_strength: float
     scheme: str
     input_region: str = "full"  # "full", "lung_crop", "lung_mask" or "lung_crop_mask" (cxrdata.REGIONS)
+    # Weight of the training penalty on COVID Grad-CAM energy outside the lungs (0: plain cross-entropy).
+    focus_weight: float = 0.0
     # Fixed for a study: the defaults are TrainingSettings' (one place for them).
     image_size: int = DEFAULTS.image_size
     batch_size: int = DEFAULTS.batch_size

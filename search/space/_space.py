@@ -55,7 +55,10 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "dropout": (0.0, 0.95, False),
     "learning_rate": (1e-7, 1.0, False),
     "augment_strength": (0.0, 1.0, False),
+    "focus_weight": (0.0, 100.0, False),
 }
+# Parameters a space file may leave out (files written before they existed), with their value then.
+_OPTIONAL = {"focus_weight": 0.0}
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class SearchSpace:
     augment_strength: Range
     # What part of each X-ray the model sees (cxrdata.REGIONS); spaces written before it see all.
     regions: tuple[str, ...] = ("full",)
+    # Weight of the training penalty on COVID Grad-CAM energy outside the lungs (search.train.FocusTraining).
+    focus_weight: Range = Range(0.0, 0.0)
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
     def check(self) -> SearchSpace:
@@ -129,7 +134,10 @@ class SearchSpace:
                 schemes=tuple(space["schemes"]),
                 regions=tuple(space.get("regions", ("full",))),
                 training=TrainingSettings(**training),
-                **{name: _range(name, space[name]) for name in _BOUNDS},
+                **{
+                    name: _range(name, space[name] if name not in _OPTIONAL else space.get(name, _OPTIONAL[name]))
+                    for name in _BOUNDS
+                },
             )
         except KeyError as exc:
             raise SearchError(f"The search space must set {exc.args[0]!r}, but it is missing.") from None
@@ -179,6 +187,7 @@ class SearchSpace:
             augment_strength=_suggest_float(trial, "augment_strength", self.augment_strength),
             scheme=trial.suggest_categorical("scheme", list(self.schemes)),
             input_region=trial.suggest_categorical("input_region", list(self.regions)),
+            focus_weight=_suggest_float(trial, "focus_weight", self.focus_weight),
             image_size=t.image_size,
             batch_size=t.batch_size,
             max_epochs=t.max_epochs,
