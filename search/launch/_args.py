@@ -65,6 +65,16 @@ def _min_lung_focus_ratio(text: str) -> float:
     return value
 
 
+def _focus_weight(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= 100):
+        raise argparse.ArgumentTypeError(f"`0 <= --focus-weight <= 100` must hold, but got {text!r}")
+    return value
+
+
 def _gpu_list(text: str) -> list[int]:
     try:
         gpus = [int(g) for g in text.split(",") if g.strip()]
@@ -127,6 +137,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="R",
         help="constraint: a completed trial whose Grad-CAM lung focus / lung area is below R (1.0: a flat map) "
         "or unmeasured is infeasible; Optuna avoids such trials and they rank last (overrides the config)",
+    )
+    p.add_argument(
+        "--focus-weight",
+        type=_focus_weight,
+        metavar="W",
+        help="train every trial with W x its COVID Grad-CAM evidence outside the lungs added to the loss "
+        "(0 turns the penalty off; overrides the config's focus_weight, default 2)",
     )
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed (default: 0)")
     p.add_argument("--split-seed", type=int, default=0, help="train/val/test split seed (default: 0)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -57,6 +57,7 @@ def _space(args: argparse.Namespace) -> SearchSpace:
         backbones=args.backbones,
         schemes=args.schemes,
         regions=args.regions,
+        focus_weight=args.focus_weight,
         image_size=args.image_size,
         max_epochs=args.max_epochs,
         pruner=args.pruner,
@@ -133,7 +134,7 @@ def prepare(args: argparse.Namespace) -> Plan:
     manifest = scan(data, progress=True)
     space = _schemes_for(space, manifest, explicit=bool(args.schemes or args.config))
     lung_model = _lung_model(args.lung_model, manifest)
-    _check_focus_measurable(space, manifest, lung_model)
+    space = _check_focus_measurable(space, manifest, lung_model)
     if manifest.excluded:
         _logger.info(f"{len(manifest.excluded)} file(s) excluded (see python -m cxrdata.inspect {data}).")
     cache_dir = Path(args.cache_dir).resolve() if args.cache_dir else _beside_db(args.storage, ".cache")
@@ -241,10 +242,10 @@ def _lung_model(choice: str, manifest: Manifest) -> str | None:
     return str(model.resolve())
 
 
-def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: str | None) -> None:
+def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: str | None) -> SearchSpace:
     """A lung-focus constraint on data where no trial's focus can be measured (no dataset mask and
     ``--lung-model none``) would make every trial infeasible, and a lung region has nothing to
-    cut, and a focus penalty has no lungs to favour: all refused."""
+    cut: both refused. A focus penalty there has no lungs to favour: it is turned off, with a warning."""
     regions = [r for r in space.regions if r != "full"]
     if regions and lung_model is None and not any(e.mask for e in manifest.entries):
         raise SearchError(
@@ -261,11 +262,13 @@ def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: 
         )
     weight = space.focus_weight
     if weight.high > 0 and lung_model is None and not any(e.mask for e in manifest.entries):
-        raise SearchError(
-            f"`focus_weight > 0` needs lung masks to penalise evidence outside the lungs, but got focus_weight="
-            f"{_shown(weight)} on a dataset without any and --lung-model none; leave --lung-model at auto (the "
-            "packaged segmenter), pass a segmenter file, or set focus_weight = 0."
+        # On by default, so not an error: with no lungs anywhere the penalty would ask nothing.
+        _logger.warning(
+            f"focus_weight={_shown(weight)} needs lung masks, but the dataset has none and --lung-model is none: "
+            "trials train without the focus penalty (focus_weight = 0)."
         )
+        return replace(space, focus_weight=Range(0.0, 0.0))
+    return space
 
 
 def _shown(r: Range) -> str:

@@ -148,6 +148,7 @@ class SearchSpace:
         backbones: Sequence[str] | None = None,
         schemes: Sequence[str] | None = None,
         regions: Sequence[str] | None = None,
+        focus_weight: float | None = None,
         **training: Any,
     ) -> SearchSpace:
         """A copy with command-line overrides applied (``None`` leaves a value alone)."""
@@ -164,6 +165,7 @@ class SearchSpace:
             backbones=tuple(backbones) if backbones else self.backbones,
             schemes=tuple(schemes) if schemes else self.schemes,
             regions=tuple(regions) if regions else self.regions,
+            focus_weight=self.focus_weight if focus_weight is None else Range(focus_weight, focus_weight),
             training=settings,
         )
 

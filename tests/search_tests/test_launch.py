@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -187,6 +188,7 @@ def test_a_dataset_without_masks_gets_them_from_the_packaged_segmenter(tmp_path:
     assert "lung masks: 0 from the dataset, 36 from the packaged segmenter (held-out Dice 0.948)" in done.stderr
     (row,) = ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search")
     assert row.lung_mask_source == "segmenter" and row.lung_focus_n
+    assert json.loads(row.config_json)["focus_weight"] == 2.0, "trained to look at the lungs by default"
     assert list(tmp_path.glob(".cache/lungs-*.npy")), "segmented masks are cached beside the images"
 
 
@@ -200,6 +202,11 @@ def test_without_masks_or_segmenter_the_launch_says_so(tmp_path: Path) -> None:
     )
     (row,) = ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search")
     assert row.lung_focus is None and row.lung_mask_source is None
+    assert (
+        "focus_weight=2 needs lung masks, but the dataset has none and --lung-model is none: trials train without "
+        "the focus penalty (focus_weight = 0)." in done.stderr
+    )
+    assert json.loads(row.config_json)["focus_weight"] == 0.0
 
 
 def test_a_worker_refuses_data_with_another_fingerprint(

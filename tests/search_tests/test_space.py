@@ -66,6 +66,16 @@ def test_a_short_epoch_budget_caps_the_warmup() -> None:
     assert (space.training.max_epochs, space.training.warmup_epochs) == (1, 0)
 
 
+def test_focus_weight_is_optional_in_a_space_file_and_a_flag_fixes_it() -> None:
+    assert "focus_weight" not in BASE["space"], "a space written before the penalty existed"
+    space = SearchSpace.from_dict(BASE).check()
+    assert (space.focus_weight.low, space.focus_weight.high) == (0.0, 0.0), "... trains without it"
+    searched = SearchSpace.from_dict(_with("space", "focus_weight", {"low": 0.0, "high": 4.0, "step": 2.0}))
+    fixed = searched.with_overrides(focus_weight=1.5).check()
+    assert (fixed.focus_weight.low, fixed.focus_weight.high) == (1.5, 1.5)
+    assert load_space().focus_weight.low == 2.0, "the packaged space trains every model to look at the lungs"
+
+
 def test_overrides_replace_choices_and_training() -> None:
     space = SearchSpace.from_dict(BASE).with_overrides(backbones=["VGG16"], image_size=96, max_epochs=None)
     assert space.backbones == ("VGG16",)
@@ -86,6 +96,10 @@ def test_overrides_replace_choices_and_training() -> None:
         (
             _with("space", "dropout", {"low": 0.0, "high": 1.0}),
             "dropout must lie within [0.0, 0.95], but got (low=0.0, high=1.0).",
+        ),
+        (
+            _with("space", "focus_weight", -1.0),
+            "focus_weight must lie within [0.0, 100.0], but got (low=-1.0, high=-1.0).",
         ),
         (
             _with("space", "head_width", {"low": 8.5, "high": 64}),
@@ -184,6 +198,8 @@ def test_a_sensitivity_target_replaces_the_default_specificity_one() -> None:
         (["--folds", "1"], "`--folds >= 2` must hold (leave it out for one train/validation split), but got 1"),
         (["--target-specificity", "1.5"], "`0 < --target-specificity < 1` must hold, but got 1.5"),
         (["--target-sensitivity", "0"], "`0 < --target-sensitivity < 1` must hold, but got 0.0"),
+        (["--focus-weight", "-1"], "`0 <= --focus-weight <= 100` must hold, but got '-1'"),
+        (["--focus-weight", "nan"], "`0 <= --focus-weight <= 100` must hold, but got 'nan'"),
         (["--target-specificity", "0.9", "--target-sensitivity", "0.9"], "not allowed with argument"),
     ],
 )
