@@ -93,13 +93,14 @@ def external_set(out: Path) -> Path:
 
 def reference_points(external: Path, size: int = 224, cells: int = 7) -> dict[str, float]:
     """What the focus share means, on the human masks: the share that heatmaps with no
-    preference inside what a region shows would get, and the most a 7x7 Grad-CAM can give.
+    preference inside what a region shows would get, and that of evidence spread evenly over the lungs.
 
     - a flat map over the whole image (the lungs' share of the image: ratio 1.0);
     - a flat map over the lungs' box (all that ``lung_crop`` shows);
     - a flat map over the grown lungs (all that ``lung_mask`` shows);
     - the lungs themselves seen at ``cells`` x ``cells`` (averaged into the cells, resized back
-      bilinearly, as Grad-CAM's map is): the ceiling for a model whose evidence is exactly the lungs.
+      bilinearly, as Grad-CAM's map is): a model whose evidence is the lungs, evenly. Not a ceiling:
+      evidence in the cells wholly inside the lungs scores more.
     """
     import numpy as np
     from PIL import Image
@@ -275,11 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     points = reference_points(external)
     print("\nreference points on the human masks (share of heatmap energy inside the lungs):")
     for name, share in points.items():
-        what = (
-            "the lungs themselves seen by a 7x7 Grad-CAM (the ceiling)"
-            if name == "7x7 lungs"
-            else f"a flat map over the {name}"
-        )
+        what = "the lungs, evenly, seen by a 7x7 Grad-CAM" if name == "7x7 lungs" else f"a flat map over the {name}"
         print(f"  {what:<60} {100 * share:5.1f}%")
     saved = args.out / "results.json"  # every run's figures, by region (and constraint)
     earlier = json.loads(saved.read_text()) if saved.is_file() else {}
