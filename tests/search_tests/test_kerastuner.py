@@ -24,9 +24,11 @@ def test_the_space_declared_through_keras_tuner_is_the_optuna_space() -> None:
     declared = {p.name: p for p in hp.space}
     assert set(declared) == {
         "backbone", "freeze_depth", "head_width", "dropout", "learning_rate", "augment_strength", "scheme",
-        "input_region",
+        "input_region", "focus_weight",
     }  # fmt: skip
     assert list(declared["input_region"].values) == list(space.regions)
+    assert isinstance(declared["focus_weight"], kt.engine.hyperparameters.Fixed)
+    assert declared["focus_weight"].value == space.focus_weight.low == 2.0
     assert list(declared["backbone"].values) == list(space.backbones)
     assert declared["freeze_depth"].step == space.freeze_depth.step
     depth = (declared["freeze_depth"].min_value, declared["freeze_depth"].max_value)
