@@ -76,6 +76,7 @@ class TrialData:
     _splits: dict[str, Split] = field(default_factory=dict)
     _lungs: dict[tuple[int, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     _inputs: dict[tuple[int, float, str], tuple[ImageArrays, np.ndarray]] = field(default_factory=dict)
+    _input_lungs: dict[tuple[int, float, str], np.ndarray] = field(default_factory=dict)
     _features: FeatureCache | None = None
 
     @property
@@ -128,15 +129,19 @@ class TrialData:
 
     def input_lungs(self, config: TrialConfig) -> np.ndarray:
         """``(N, S, S, 1)`` uint8 in {0, 1}: the lungs as the trial's model sees them (its region
-        applied), all ones where no mask is known, so the focus penalty asks nothing of that image."""
-        masks, available, _ = self.lung_masks(config.image_size, config.crop)
-        if config.input_region != "full":
-            masks = self.inputs(config).masks  # cut and resized with the images
-        size = config.image_size
-        lungs = (np.asarray(masks).reshape(len(available), size, size, 1) > 0).astype(np.uint8)
-        unknown = ~np.asarray(available, dtype=bool) | ~lungs.reshape(len(lungs), -1).any(axis=1)
-        lungs[unknown] = 1
-        return lungs
+        applied), all ones where no mask is known, so the focus penalty asks nothing of that image.
+        Made once per worker and region, like the inputs: every focus-trained trial reads it."""
+        key = (config.image_size, config.crop, config.input_region)
+        if key not in self._input_lungs:
+            masks, available, _ = self.lung_masks(config.image_size, config.crop)
+            if config.input_region != "full":
+                masks = self.inputs(config).masks  # cut and resized with the images
+            size = config.image_size
+            lungs = (np.asarray(masks).reshape(len(available), size, size, 1) > 0).astype(np.uint8)
+            unknown = ~np.asarray(available, dtype=bool) | ~lungs.reshape(len(lungs), -1).any(axis=1)
+            lungs[unknown] = 1
+            self._input_lungs[key] = lungs
+        return self._input_lungs[key]
 
     def _region_folder(self, config: TrialConfig) -> Path | None:
         """Where a region's inputs are cached, beside the image cache (None: kept in memory)."""

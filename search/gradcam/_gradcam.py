@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LOGITS_LAYER", "class_activation", "gradcam", "gradcam_layer_of", "overlay"]
+__all__ = ["LOGITS_LAYER", "class_activation", "gradcam", "gradcam_layer_of", "overlay", "signed_cam"]
 
 LOGITS_LAYER = "head_logits"
 _POOL_LAYER = "head_pool"
@@ -19,6 +19,18 @@ def gradcam_layer_of(model: Any, preferred: str | None = None) -> str:
         return preferred
     names: list[str] = [layer.name for layer in model.layers]
     return names[names.index(_POOL_LAYER) - 1]
+
+
+def signed_cam(features: Any, gradients: Any) -> Any:
+    """Grad-CAM's map ``(N, h, w)`` before its ReLU: each channel weighted by its mean gradient.
+
+    Shared by the heatmaps drawn here and the training penalty that reads them
+    (:func:`search.train.outside_share`), so both are the same map.
+    """
+    import tensorflow as tf
+
+    weights = tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(1, 2), keepdims=True)
+    return tf.reduce_sum(weights * tf.cast(features, tf.float32), axis=-1)
 
 
 def class_activation(
@@ -40,9 +52,7 @@ def class_activation(
         with tf.GradientTape() as tape:
             features, logits = probe(batch, training=False)
             score = logits[:, class_index]
-        grads = tape.gradient(score, features)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        maps.append(tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy())
+        maps.append(tf.nn.relu(signed_cam(features, tape.gradient(score, features))).numpy())
     return np.concatenate(maps) if maps else np.zeros((0, 1, 1), dtype=np.float32)
 
 

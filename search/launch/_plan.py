@@ -246,22 +246,23 @@ def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: 
     """A lung-focus constraint on data where no trial's focus can be measured (no dataset mask and
     ``--lung-model none``) would make every trial infeasible, and a lung region has nothing to
     cut: both refused. A focus penalty there has no lungs to favour: it is turned off, with a warning."""
+    no_lungs = lung_model is None and not any(e.mask for e in manifest.entries)
     regions = [r for r in space.regions if r != "full"]
-    if regions and lung_model is None and not any(e.mask for e in manifest.entries):
+    if regions and no_lungs:
         raise SearchError(
             f"The input regions {', '.join(regions)} need lung masks, but the dataset has none and --lung-model "
             "is none; leave --lung-model at auto (the packaged segmenter), pass a segmenter file, or search "
             "`full` only."
         )
     minimum = space.training.min_lung_focus_ratio
-    if minimum is not None and lung_model is None and not any(e.mask for e in manifest.entries):
+    if minimum is not None and no_lungs:
         raise SearchError(
             f"`min_lung_focus_ratio` needs lung masks to measure lung focus, but got min_lung_focus_ratio={minimum} "
             "on a dataset without any and --lung-model none; leave --lung-model at auto (the packaged segmenter), "
             "pass a segmenter file, or drop the constraint."
         )
     weight = space.focus_weight
-    if weight.high > 0 and lung_model is None and not any(e.mask for e in manifest.entries):
+    if weight.high > 0 and no_lungs:
         # On by default, so not an error: with no lungs anywhere the penalty would ask nothing.
         _logger.warning(
             f"focus_weight={_shown(weight)} needs lung masks, but the dataset has none and --lung-model is none: "

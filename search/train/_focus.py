@@ -3,8 +3,8 @@
 The penalty is the share of the COVID score's Grad-CAM evidence that falls outside the lungs,
 computed the way :func:`search.gradcam.class_activation` computes the heatmap (mean gradient
 per channel, weighted sum; both signs, see :func:`outside_share`) at the layer Grad-CAM
-reads, on every training batch. Its gradient is a second derivative (Grad-CAM is itself a gradient), which TensorFlow
-takes through nested tapes. This is "right for the right reasons" training (Ross et al.,
+reads, on every training batch. Its gradient is a second derivative (Grad-CAM is itself a
+gradient), which TensorFlow takes through nested tapes. This is "right for the right reasons" training (Ross et al.,
 IJCAI 2017) on the quantity the leaderboard ranks by, so what it optimises is what is
 measured: the model learns which channels carry evidence from the lungs.
 
@@ -19,13 +19,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-__all__ = ["FocusTraining", "outside_share", "signed_cam"]
+from search.gradcam import signed_cam
 
-
-def signed_cam(features: tf.Tensor, gradients: tf.Tensor) -> tf.Tensor:
-    """Grad-CAM's map ``(N, h, w)`` before its ReLU: each channel weighted by its mean gradient."""
-    weights = tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(1, 2), keepdims=True)
-    return tf.reduce_sum(weights * tf.cast(features, tf.float32), axis=-1)
+__all__ = ["FocusTraining", "outside_share"]
 
 
 def outside_share(features: tf.Tensor, gradients: tf.Tensor, lungs: tf.Tensor) -> tf.Tensor:

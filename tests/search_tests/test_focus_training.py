@@ -12,10 +12,10 @@ import tensorflow as tf
 from cxrdata import make_feature_dataset, scan
 from search._trial import TrialData, run_trial
 from search.features import find_boundary
-from search.gradcam import class_activation
+from search.gradcam import class_activation, signed_cam
 from search.model import build_model, set_freeze_depth
 from search.space import TrialConfig
-from search.train import FocusTraining, outside_share, signed_cam
+from search.train import FocusTraining, outside_share
 from tests.conftest import WEIGHTS
 
 LEFT = np.zeros((1, 4, 4, 1), np.float32)
