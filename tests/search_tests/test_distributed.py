@@ -36,21 +36,23 @@ def _states(storage: str, study: str = "cxr-search") -> list[TrialState]:
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"])
-def test_four_workers_finish_forty_trials_exactly_once(
+def test_four_recycled_workers_finish_sixteen_trials_exactly_once(
     backend: str, request: pytest.FixtureRequest, tiny: Path, tmp_path: Path
 ) -> None:
     postgres: str = request.getfixturevalue("postgres") if backend == "postgresql" else ""
     storage = postgres if backend == "postgresql" else f"sqlite:///{tmp_path / 'optuna.db'}"
-    study = f"forty-{backend}"
+    study = f"sixteen-{backend}"
+    # Four trials per worker slot and a fresh process every three: the second process of each
+    # slot starts while the other slots are mid-trial, so claims race across restarts too.
     done = launch(
-        "--trials", "40", "--workers", "4", "--recycle-after", "20", "--study", study, "--storage", storage,
+        "--trials", "16", "--workers", "4", "--recycle-after", "3", "--study", study, "--storage", storage,
         "--data", str(tiny), "--artifacts", str(tmp_path / "artifacts"), "--cache-dir", str(tmp_path / "cache"),
         "--keep-models", "0", *FAST, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert _states(storage, study) == [TrialState.COMPLETE] * 40
+    assert _states(storage, study) == [TrialState.COMPLETE] * 16
     rows = ResultStore(storage).trials(study)
-    assert sorted(r.trial_number for r in rows) == list(range(40)), "one row per trial, no duplicates"
+    assert sorted(r.trial_number for r in rows) == list(range(16)), "one row per trial, no duplicates"
     assert {r.state for r in rows} == {"COMPLETE"}
 
 
