@@ -18,6 +18,14 @@ the usual recipe), accuracy, COVID AUC, and sensitivity at specificity 0.95 read
 ROC curve (the same operating point for every model, whatever its own decision rule), each
 with a 95% interval (Wilson for proportions, 2,000 stratified bootstrap resamples for the AUC
 and the ROC point). It prints one table per seed, then the differences to the usual recipe.
+
+Then every model again on images from elsewhere (``--external``, by default the human-masked
+frontal X-rays of ``../shared/cxr/lung-masks``, all COVID; copies of the sample's images are
+left out by hash, as ``search.evaluate --external`` does): COVID sensitivity at the model's own
+decision, and where its COVID Grad-CAM lies on the human-drawn lungs (share of the evidence
+inside them, ratio to the lungs' area, share of X-rays whose heatmap peaks in them). The usual
+recipe is read twice there: by argmax, its own rule, and at the threshold chosen on its
+validation images for specificity 0.95, the exports' rule.
 """
 
 from __future__ import annotations
@@ -123,8 +131,8 @@ def _exported(folder: Path, split: Any, arrays: Any, test: np.ndarray, seed: int
     return figures
 
 
-def _usual(storage: str, split: Any, arrays: Any, test: np.ndarray, seed: int) -> dict[str, Any]:
-    """The usual recipe, trained with the project's own trial runner on the same split."""
+def _usual(storage: str, split: Any, arrays: Any, test: np.ndarray, seed: int) -> tuple[dict[str, Any], Any]:
+    """The usual recipe, trained with the project's own trial runner on the same split (and its outcome)."""
     from search.evaluate import predict, study_data
     from search.space import TrialConfig
 
@@ -138,7 +146,55 @@ def _usual(storage: str, split: Any, arrays: Any, test: np.ndarray, seed: int) -
     proba = predict(outcome.built.model, arrays, test, split.labels, 32)
     figures = measure(split.labels[test], proba, None, seed)
     figures["members"] = [f"usual:DenseNet121 ({outcome.fit.epochs_run} epochs, {time.perf_counter() - started:.0f}s)"]
-    return figures
+    return figures, outcome
+
+
+def _external_figures(result: Any) -> dict[str, Any]:
+    """COVID sensitivity at the model's decision and lung focus, from a ``measure_external`` result."""
+    m, focus = result.metrics, result.focus
+    op = m.operating
+    sens, ci = (op.sensitivity, op.sensitivity_ci) if op is not None else (m.covid_sensitivity, m.covid_sensitivity_ci)
+    return {
+        "n": m.n,
+        "sensitivity": (sens, ci),
+        "focus": None if focus is None else {"share": focus.energy, "ratio": focus.ratio, "peak": focus.pointing,
+                                             "n": focus.n, "blank": focus.blank},
+        "left_out": (result.set.exact_copies or 0) + (result.set.near_copies or 0),
+    }  # fmt: skip
+
+
+def _external_usual(storage: str, outcome: Any, external: Path) -> dict[str, dict[str, Any]]:
+    """The usual recipe on the external set: by argmax, and at its validation threshold for spec 0.95."""
+    from cxrdata import get_scheme
+    from search._external import StudyHashes, default_segmenter, gradcam_of, measure_external, prepare_external
+    from search.backbones import get_backbone
+    from search.evaluate import study_data
+    from search.gradcam import gradcam_layer_of
+    from search.metrics import DEFAULT_TARGET
+
+    sd = study_data(storage, STUDY)
+    config, model = outcome.config, outcome.built.model
+    prepared = prepare_external(external, external.name, get_scheme(config.scheme), StudyHashes.of(sd.manifest))
+    heatmaps = gradcam_of(model, [(gradcam_layer_of(model, get_backbone(config.backbone).gradcam_layer), 1.0)])
+    segmenter = default_segmenter(None)
+    threshold = outcome.metrics.operating.threshold if outcome.metrics.operating is not None else None
+    rules = {
+        "usual recipe": (None, None, "argmax"),
+        "usual recipe, val threshold": (threshold, DEFAULT_TARGET, "validation threshold for spec 0.95"),
+    }
+    return {
+        name: _external_figures(
+            measure_external(model, config, prepared, threshold=t, target=target, threshold_from=words,
+                             heatmaps=heatmaps, segmenter=segmenter)
+        )
+        for name, (t, target, words) in rules.items()
+    }  # fmt: skip
+
+
+def _external_export(folder: Path, external: Path, storage: str) -> dict[str, Any]:
+    from search.evaluate import evaluate_folder
+
+    return _external_figures(evaluate_folder(folder, str(external), external.name, storage).result)
 
 
 def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -164,9 +220,14 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
             )  # fmt: skip
     split, winner, whole, test = _test_set(storage)
     results = {name: _exported(folder / name.replace(" ", "-"), split, winner, test, seed) for name in exports}
-    results["usual recipe"] = _usual(storage, split, whole, test, seed)
-    (folder / "quality.json").write_text(json.dumps({"results": results, "seconds": times}, indent=2))
-    return {"results": results, "seconds": times}
+    results["usual recipe"], usual = _usual(storage, split, whole, test, seed)
+    external: dict[str, Any] = {}
+    if args.external is not None:
+        external = {name: _external_export(folder / name.replace(" ", "-"), args.external, storage) for name in exports}
+        external.update(_external_usual(storage, usual, args.external))
+    run = {"results": results, "external": external, "seconds": times}
+    (folder / "quality.json").write_text(json.dumps(run, indent=2))
+    return run
 
 
 def _cell(value: tuple[float, tuple[float, float] | None]) -> str:
@@ -185,6 +246,27 @@ def table(seed: int, run: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     n = next(iter(run["results"].values()))["n"]
     lines = [f"seed {seed}: test split, {n} images; seconds {json.dumps(run['seconds'])}"]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def _pct(value: float | None, ci: Any = None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}" + ("" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+
+
+def external_table(seed: int, run: dict[str, Any]) -> str:
+    if not run["external"]:
+        return ""
+    rows = [("model", "COVID sens % (own rule)", "focus on human masks share % / ratio / peak in lungs %", "n")]
+    for name, r in run["external"].items():
+        f = r["focus"]
+        focus = "-" if f is None else f"{_pct(f['share'])} / {f['ratio'] or 0:.2f} / {_pct(f['peak'])} ({f['n']})"
+        rows.append((name, _pct(*r["sensitivity"]), focus, str(r["n"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    first = next(iter(run["external"].values()))
+    lines = [f"seed {seed}: external set, {first['n']} images ({first['left_out']} copies of sample images left out)"]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
 
@@ -215,12 +297,28 @@ def main() -> None:
     parser.add_argument("--weights", default=str(SHARED / "weights"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/b-quality"))
     parser.add_argument("--skip-refit", action="store_true")
+    parser.add_argument(
+        "--external", default="lung-masks",
+        help="a labelled folder from elsewhere to score every model on; 'lung-masks' (default): the human-masked "
+        "frontal X-rays of ../shared/cxr/lung-masks; 'none': skip",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.external == "none":
+        args.external = None
+    elif args.external == "lung-masks":
+        from bench.lung_region import external_set
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        args.external = external_set(args.out)
+    else:
+        args.external = Path(args.external)
     print(f"data {shown(args.data)}, weights {shown(Path(args.weights))}, {args.trials} trials per seed\n")
     runs = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         runs[seed] = run_seed(seed, args)
         print(table(seed, runs[seed]) + "\n", flush=True)
+        if runs[seed]["external"]:
+            print(external_table(seed, runs[seed]) + "\n", flush=True)
     print(summary(runs))
 
 
