@@ -83,10 +83,12 @@ def study_data(storage: str, study: str, data: str | None = None) -> StudyData:
     from search._trial import TrialData
 
     info = study_info(storage, study)
+    store = ResultStore(storage)
+    store.check_schema()  # an older results database: one sentence naming the upgrade, not a missing column
     manifest = study_manifest(data or info.data_path, info.cache_dir, info.dataset_fingerprint)
     lung_model = Path(info.lung_model) if info.lung_model else None
     trial_data = TrialData(manifest, cache_dir=Path(info.cache_dir), split_seed=info.split_seed, lung_model=lung_model)
-    return StudyData(info, ResultStore(storage), manifest, trial_data)
+    return StudyData(info, store, manifest, trial_data)
 
 
 def row_target(row: TrialRow, info: StudyInfo) -> OperatingTarget:

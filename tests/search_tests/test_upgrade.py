@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -120,3 +121,29 @@ def test_the_upgrade_widens_the_split_column_on_postgres_for_external_rows(postg
     store.record(row)
     assert [r.split for r in store.trials("widen", split="external:hospital-b")] == ["external:hospital-b"]
     store.dispose()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(("search.evaluate", "--study", "cxr-search"), id="evaluate"),
+        pytest.param(("search.export", "--study", "cxr-search", "--out", "winner"), id="export"),
+    ],
+)
+def test_evaluating_or_exporting_a_study_in_an_older_database_names_the_upgrade(
+    command: tuple[str, ...], searched: Path, tmp_path: Path
+) -> None:
+    shutil.copy(searched / "optuna.db", tmp_path / "optuna.db")
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    store = ResultStore(url)
+    with store.engine.begin() as conn:  # version 6 had no input regions
+        conn.execute(text("DROP INDEX IF EXISTS ix_cxr_trials_rank_op"))
+        conn.execute(text("ALTER TABLE cxr_trials DROP COLUMN input_region"))
+        conn.execute(text("UPDATE cxr_schema SET value = '6' WHERE key = 'version'"))
+    store.dispose()
+    done = run_module(*command, "--storage", url, cwd=tmp_path)
+    assert done.returncode != 0
+    assert f"must be version {SCHEMA_VERSION}, but " in done.stderr
+    assert "has version 6; upgrade it in place with: python -m search.store upgrade" in done.stderr
+    assert "OperationalError" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "winner").exists()
