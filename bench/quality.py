@@ -105,12 +105,11 @@ def measure(labels: np.ndarray, proba: np.ndarray, threshold: float | None, seed
     }
 
 
-def _test_set(storage: str) -> tuple[Any, Any, Any, np.ndarray]:
+def _test_set(sd: Any) -> tuple[Any, Any, Any, np.ndarray]:
     """The study's split, the winner's inputs (its region) and the whole images, and the usable test indices."""
-    from search.evaluate import study_data, usable_test_indices
+    from search.evaluate import usable_test_indices
     from search.space import TrialConfig
 
-    sd = study_data(storage, STUDY)
     row = sd.store.ranked(STUDY, limit=1, ranking=sd.info.ranking)[0]
     split = sd.split(row)
     winner = sd.inputs(TrialConfig.from_json(row.config_json))  # ensemble members share the winner's region
@@ -131,13 +130,11 @@ def _exported(folder: Path, split: Any, arrays: Any, test: np.ndarray, seed: int
     return figures
 
 
-def _usual(storage: str, split: Any, arrays: Any, test: np.ndarray, seed: int) -> tuple[dict[str, Any], Any]:
+def _usual(sd: Any, split: Any, arrays: Any, test: np.ndarray, seed: int) -> tuple[dict[str, Any], Any]:
     """The usual recipe, trained with the project's own trial runner on the same split (and its outcome)."""
-    from search.evaluate import predict, study_data
-    from search.space import TrialConfig
-
-    sd = study_data(storage, STUDY)
     from search import run_trial
+    from search.evaluate import predict
+    from search.space import TrialConfig
 
     config = TrialConfig(**USUAL, weights=sd.info.weights, seed=seed)  # type: ignore[arg-type]
     started = time.perf_counter()
@@ -163,16 +160,14 @@ def _external_figures(result: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _external_usual(storage: str, outcome: Any, external: Path) -> dict[str, dict[str, Any]]:
+def _external_usual(sd: Any, outcome: Any, external: Path) -> dict[str, dict[str, Any]]:
     """The usual recipe on the external set: by argmax, and at its validation threshold for spec 0.95."""
     from cxrdata import get_scheme
     from search._external import StudyHashes, default_segmenter, gradcam_of, measure_external, prepare_external
     from search.backbones import get_backbone
-    from search.evaluate import study_data
     from search.gradcam import gradcam_layer_of
     from search.metrics import DEFAULT_TARGET
 
-    sd = study_data(storage, STUDY)
     config, model = outcome.config, outcome.built.model
     prepared = prepare_external(external, external.name, get_scheme(config.scheme), StudyHashes.of(sd.manifest))
     heatmaps = gradcam_of(model, [(gradcam_layer_of(model, get_backbone(config.backbone).gradcam_layer), 1.0)])
@@ -218,13 +213,16 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
                 ["-m", "search.export", "--study", STUDY, "--storage", storage, "--out", str(out), "--force", *extra],
                 folder, log,
             )  # fmt: skip
-    split, winner, whole, test = _test_set(storage)
+    from search.evaluate import study_data
+
+    sd = study_data(storage, STUDY)  # once: it scans the dataset
+    split, winner, whole, test = _test_set(sd)
     results = {name: _exported(folder / name.replace(" ", "-"), split, winner, test, seed) for name in exports}
-    results["usual recipe"], usual = _usual(storage, split, whole, test, seed)
+    results["usual recipe"], usual = _usual(sd, split, whole, test, seed)
     external: dict[str, Any] = {}
     if args.external is not None:
         external = {name: _external_export(folder / name.replace(" ", "-"), args.external, storage) for name in exports}
-        external.update(_external_usual(storage, usual, args.external))
+        external.update(_external_usual(sd, usual, args.external))
     run = {"results": results, "external": external, "seconds": times}
     (folder / "quality.json").write_text(json.dumps(run, indent=2))
     return run

@@ -4,9 +4,9 @@ The penalty is the share of the COVID score's Grad-CAM evidence that falls outsi
 computed the way :func:`search.gradcam.class_activation` computes the heatmap (mean gradient
 per channel, weighted sum; both signs, see :func:`outside_share`) at the layer Grad-CAM
 reads, on every training batch. Its gradient is a second derivative (Grad-CAM is itself a
-gradient), which TensorFlow takes through nested tapes. This is "right for the right reasons" training (Ross et al.,
-IJCAI 2017) on the quantity the leaderboard ranks by, so what it optimises is what is
-measured: the model learns which channels carry evidence from the lungs.
+gradient), which TensorFlow takes through nested tapes. This is "right for the right reasons"
+training (Ross et al., IJCAI 2017) on the quantity the leaderboard ranks by, so what it
+optimises is what is measured: the model learns which channels carry evidence from the lungs.
 
 Only training batches carry lung masks; validation stays plain cross-entropy, so validation
 loss, pruning and early stopping mean the same thing with and without the penalty.
