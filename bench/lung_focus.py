@@ -16,7 +16,7 @@ import numpy as np
 
 from bench._paths import SHARED, shown
 from cxrdata.lungs import load_pairs
-from search import download_model, study_info
+from search import load_models, study_info
 from search.gradcam import gradcam, gradcam_layer_of, lung_focus
 from search.space import TrialConfig
 from search.store import ResultStore, add_storage_argument
@@ -43,7 +43,7 @@ def main() -> None:
     print("{:>5}  {:<17} {:>14} {:>12} {:>16} {:>6} {:>8} {:>5}".format(*header))
     for row in rows[: args.top]:
         config = TrialConfig.from_json(row.config_json)
-        model = keras.models.load_model(download_model(row, info), safe_mode=True)
+        model = load_models(row, info)[0]
         pairs = load_pairs(args.masks, config.image_size)
         images = np.repeat(pairs.images, 3, axis=-1).astype(np.float32)
         layer = gradcam_layer_of(model, get_backbone(config.backbone).gradcam_layer)

@@ -14,7 +14,7 @@ from search._settings import Settings, check_settings, settings
 
 if TYPE_CHECKING:
     from search._accel import configure_precision
-    from search._records import download_model, download_models, find_trial, study_info, study_manifest
+    from search._records import download_model, download_models, find_trial, load_models, study_info, study_manifest
     from search._study import StudyInfo, create_study, load_study, make_pruner, make_storage
     from search._trial import TrialData, TrialOutcome, run_trial
 
@@ -24,7 +24,8 @@ _LAZY = {
     **dict.fromkeys(("run_trial", "TrialData", "TrialOutcome"), "search._trial"),
     **dict.fromkeys(("StudyInfo", "create_study", "load_study", "make_pruner", "make_storage"), "search._study"),
     **dict.fromkeys(
-        ("download_model", "download_models", "find_trial", "study_info", "study_manifest"), "search._records"
+        ("download_model", "download_models", "find_trial", "load_models", "study_info", "study_manifest"),
+        "search._records",
     ),
     "configure_precision": "search._accel",
 }
@@ -41,6 +42,7 @@ __all__ = [
     "download_model",
     "download_models",
     "find_trial",
+    "load_models",
     "load_study",
     "make_pruner",
     "make_storage",

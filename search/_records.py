@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -28,6 +29,7 @@ __all__ = [
     "download_model",
     "download_models",
     "find_trial",
+    "load_models",
     "shortcut_verdicts",
     "study_info",
     "study_manifest",
@@ -122,7 +124,8 @@ def warn_if_shortcut(row: TrialRow, shortcuts: dict[tuple[str, int], Review]) ->
 
 def download_models(row: TrialRow, info: StudyInfo, folder: Path | None = None) -> list[Path]:
     """The trial's saved ``.keras`` files (one; a cross-validated trial has one per fold), fetched
-    from the study's artifact store."""
+    from the study's artifact store into ``folder`` (without one, a new temporary folder that
+    the caller removes; :func:`load_models` leaves nothing behind)."""
     models = sorted((a for a in row.artifacts if a.kind == "model"), key=lambda a: a.filename)
     if not models:
         raise SearchError(
@@ -147,6 +150,16 @@ def download_models(row: TrialRow, info: StudyInfo, folder: Path | None = None) 
 def download_model(row: TrialRow, info: StudyInfo, folder: Path | None = None) -> Path:
     """The trial's saved ``.keras`` file (the first fold's, for a cross-validated trial)."""
     return download_models(row, info, folder)[0]
+
+
+def load_models(row: TrialRow, info: StudyInfo) -> list[Any]:
+    """The trial's stored Keras models (one per fold for a cross-validated trial), loaded in
+    safe mode; the downloaded files are removed once read (each is tens of megabytes, and every
+    evaluation or export would otherwise leave them in the temporary folder)."""
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="cxr-model-") as folder:
+        return [keras.models.load_model(path, safe_mode=True) for path in download_models(row, info, Path(folder))]
 
 
 def study_manifest(data_path: str, cache_dir: str, fingerprint: str) -> Manifest:

@@ -132,14 +132,12 @@ def load_trial_model(row: TrialRow, info: StudyInfo) -> Any:
 
 def _load_trial(row: TrialRow, info: StudyInfo) -> tuple[Any, list[tuple[str, float]]]:
     """The trial's stored model and its Grad-CAM ``(layer, weight)`` per model (one per fold model)."""
-    import keras
-
-    from search._records import download_models
+    from search._records import load_models
     from search.backbones import get_backbone
     from search.ensemble import build_ensemble
     from search.gradcam import gradcam_layer_of
 
-    models = [keras.models.load_model(path, safe_mode=True) for path in download_models(row, info)]
+    models = load_models(row, info)
     preferred = get_backbone(TrialConfig.from_json(row.config_json).backbone).gradcam_layer
     weights = [1 / len(models)] * len(models)
     layers = [(gradcam_layer_of(m, preferred), w) for m, w in zip(models, weights, strict=True)]

@@ -217,9 +217,8 @@ def validation_figures(
 def load_members(choice: Choice, sd: StudyData, refit: bool) -> list[list[Any]]:
     """Each member's models: its one model, or its fold models (a cross-validated trial), or the
     one model a refit on train+validation trains."""
-    import keras
 
-    from search._records import download_models
+    from search._records import load_models
     from search._trial import refit_trial
 
     models: list[list[Any]] = []
@@ -229,5 +228,5 @@ def load_members(choice: Choice, sd: StudyData, refit: bool) -> list[list[Any]]:
             _logger.info(f"Refitting trial {m.row.trial_number} on train+validation for {epochs} epoch(s) ...")
             models.append([refit_trial(replace(m.config, folds=1), sd.trial_data, epochs)])
         else:
-            models.append([keras.models.load_model(p, safe_mode=True) for p in download_models(m.row, sd.info)])
+            models.append(load_models(m.row, sd.info))
     return models

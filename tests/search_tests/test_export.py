@@ -12,7 +12,7 @@ import pytest
 
 from cxrdata import decode_image, prepare_image, scan
 from search import SearchError
-from search._records import download_model, find_trial, study_info
+from search._records import find_trial, load_models, study_info
 from search.evaluate import main as evaluate_main
 from search.export import KERAS_TOLERANCE, TFLITE_TOLERANCE, export, result_caveats, tflite_predict
 from search.predict import Predictor
@@ -110,7 +110,7 @@ def _member_proba(study: str, card: dict[str, object], images: np.ndarray) -> np
     total = np.zeros((len(images), 3))
     for member in card["members"]:  # type: ignore[attr-defined]
         row = find_trial(store, "cxr-search", member["trial"])
-        trained = keras.models.load_model(download_model(row, info))
+        (trained,) = load_models(row, info)
         total += member["weight"] * trained.predict(images, verbose=0)
     return total
 
@@ -329,6 +329,21 @@ def test_evaluate_cli_prints_the_test_figures(study: str, capsys: pytest.Capture
     assert "on the test split (" in out and "covid_sensitivity" in out
 
 
+def test_evaluate_and_export_leave_no_downloaded_model_behind(
+    study: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert evaluate_main(["--study", "cxr-search", "--storage", study]) == 0
+    export(study, "cxr-search", tmp_path / "out", ensemble=1, formats=["keras"])
+    assert (tmp_path / "out" / "model.keras").is_file()
+    left = [p.name for p in scratch.rglob("*.keras")]
+    assert left == [], f"the stored models are removed once loaded, but {left} remain"
+
+
 @pytest.mark.parametrize(
     ("specificity", "focus", "ratio", "expected"),
     [
@@ -391,7 +406,7 @@ def test_refit_trains_again_on_train_and_validation(study: str, tmp_path: Path) 
     top = ResultStore(study).ranked("cxr-search", limit=1)[0]
     assert card["decision"]["threshold"] == pytest.approx(top.covid_threshold, abs=1e-6), "the pre-refit threshold"
     refitted = keras.models.load_model(tmp_path / "refit" / "model.keras", safe_mode=True)
-    stored = keras.models.load_model(download_model(top, study_info(study, "cxr-search")))
+    (stored,) = load_models(top, study_info(study, "cxr-search"))
     weights = [np.abs(a - b).max() for a, b in zip(refitted.get_weights(), stored.get_weights(), strict=True)]
     assert max(weights) > 0, "the refit model is a newly trained one"
     assert len(ResultStore(study).trials("cxr-search", split="test")) == before, "no test row for a model not stored"

@@ -184,9 +184,8 @@ def _check_trials(workdir: Path, kind: str) -> list[tuple[int, list[dict[str, ob
 
 @pytest.mark.slow
 def test_a_trial_stores_its_mistakes_at_its_threshold(one_split: Path, data: Path) -> None:
-    import keras
 
-    from search._records import download_model, study_info
+    from search._records import load_models, study_info
     from search._trial import TrialData
     from search.backbones import get_backbone
     from search.gradcam import gradcam, gradcam_layer_of, overlay
@@ -203,7 +202,7 @@ def test_a_trial_stores_its_mistakes_at_its_threshold(one_split: Path, data: Pat
     number, items = found[0]
     row = next(r for r in store.trials("cxr-search") if r.trial_number == number)
     url = f"sqlite:///{one_split / 'optuna.db'}"
-    model = keras.models.load_model(download_model(row, study_info(url, "cxr-search")), safe_mode=True)
+    model = load_models(row, study_info(url, "cxr-search"))[0]
     config = TrialConfig.from_json(row.config_json)
     trial_data = TrialData(manifest)
     entries = np.array([int(str(it["entry"])) for it in items])
