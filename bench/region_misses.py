@@ -1,0 +1,140 @@
+"""Which validation COVID X-rays the lung-region winners miss, and where whole-image winners look on them.
+
+    python -m bench.region_misses [--out .bench/lung-region] [--data PATH]
+
+Reads the studies ``python -m bench.lung_region`` left in ``--out`` (run it first, with and
+without ``--focus-weight 2``). For each study's top-ranked trial: the validation COVID X-rays
+it misses at its own threshold, and the segmenter's lung area on them against every
+validation COVID X-ray (a miss caused by a failed mask would show as a small or empty area).
+Then, for each whole-image (``full``) winner, on the X-rays some lung-region winner misses
+("hard") and on the other validation COVID X-rays: how many it calls COVID, and the share of
+its COVID Grad-CAM evidence inside the segmented lungs. A whole-image model that catches the
+hard X-rays with its evidence outside the lungs is catching them by what lies outside them.
+
+Validation split only, as the search saw it; nothing here is fed back into a study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._paths import shown
+from bench.lung_region import DATA
+
+LUNG_REGIONS = ("lung_crop", "lung_mask", "lung_crop_mask")
+
+
+@dataclass
+class Winner:
+    study: str  # the study folder's name, e.g. "lung_crop-focus-2"
+    storage: str
+    name: str
+    row: Any  # TrialRow
+    covid: np.ndarray  # manifest entries of the validation COVID X-rays
+    proba: np.ndarray  # the trial's COVID probability on each of them
+
+    @property
+    def missed(self) -> np.ndarray:
+        return np.asarray(self.covid[self.proba < self.row.covid_threshold])
+
+
+def winners(out: Path) -> list[Winner]:
+    import optuna
+
+    from search.metrics import COVID_LABEL
+    from search.store import ResultStore
+
+    found = []
+    for db in sorted(out.glob("*/optuna.db")):
+        storage = f"sqlite:///{db}"
+        (name,) = optuna.get_all_study_names(storage)
+        store = ResultStore(storage)
+        try:
+            ranked = store.ranked(name, limit=1)
+            if not ranked:
+                continue
+            predictions = store.predictions(name, ranked)[ranked[0].trial_number]
+        finally:
+            store.dispose()
+        covid = predictions.labels == COVID_LABEL
+        found.append(
+            Winner(
+                db.parent.name,
+                storage,
+                name,
+                ranked[0],
+                predictions.indices[covid],
+                predictions.proba[covid, COVID_LABEL],
+            )
+        )
+    return found
+
+
+def lung_share(winner: Winner, data: Any, lungs: np.ndarray) -> np.ndarray:
+    """Per validation COVID X-ray, the share of the winner's COVID Grad-CAM energy inside ``lungs``
+    (a whole-image winner: its input is the original image)."""
+    from search import load_models, study_info
+    from search.backbones import get_backbone
+    from search.gradcam import gradcam, gradcam_layer_of
+    from search.space import TrialConfig
+
+    config = TrialConfig.from_json(winner.row.config_json)
+    (model,) = load_models(winner.row, study_info(winner.storage, winner.name))
+    images = np.asarray(data.inputs(config).images[winner.covid], dtype=np.float32)
+    heat = gradcam(model, gradcam_layer_of(model, get_backbone(config.backbone).gradcam_layer), images, 0)
+    inside = (heat * lungs[winner.covid]).sum(axis=(1, 2))
+    return np.asarray(inside / np.maximum(heat.sum(axis=(1, 2)), 1e-12))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.region_misses", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(".bench/lung-region"))
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args(argv)
+    from cxrdata import scan
+    from cxrdata.lungs import packaged_segmenter
+    from search import TrialData
+
+    found = winners(args.out)
+    if not found:
+        raise SystemExit(f"`--out` must hold the studies of python -m bench.lung_region, but {args.out} has none.")
+    manifest = scan(args.data)
+    data = TrialData(manifest, cache_dir=args.out / found[0].study / ".cache", lung_model=packaged_segmenter())
+    lungs, _, _ = data.lung_masks(224, 0.0)
+    area = lungs.reshape(len(lungs), -1).mean(axis=1)
+    everyone = found[0].covid
+    print(f"data {shown(args.data)}: {len(everyone)} validation COVID X-rays, segmenter lung area "
+          f"{100 * area[everyone].mean():.1f}% of the image (min {100 * area[everyone].min():.1f}%)\n")  # fmt: skip
+    print("| study | top trial | missed | their lung area % (mean, min) | missed X-rays |")
+    print("|---|---|---|---|---|")
+    for w in found:
+        missed = w.missed
+        names = ", ".join(Path(manifest.entries[i].path).stem for i in sorted(missed)) or "-"
+        areas = f"{100 * area[missed].mean():.1f}, {100 * area[missed].min():.1f}" if len(missed) else "-"
+        print(f"| {w.study} | {w.row.trial_number} {w.row.backbone} | {len(missed)} | {areas} | {names} |")
+    by_region = [w.missed for w in found if w.study.split("-")[0] in LUNG_REGIONS]
+    hard, times = np.unique(np.concatenate(by_region), return_counts=True)
+    ranked = sorted(zip(hard, times, strict=True), key=lambda pair: -pair[1])
+    often = ", ".join(f"{Path(manifest.entries[i].path).stem} {n}" for i, n in ranked)
+    print(f"\n{len(hard)} X-rays missed by some of the {len(by_region)} lung-region winners ('hard'), "
+          f"by how many: {often}")  # fmt: skip
+    print("\nThe whole-image winners on them:\n")
+    print("| study | top trial | hard called COVID | evidence in lungs on hard % | on the other COVID % |")
+    print("|---|---|---|---|---|")
+    for w in (w for w in found if w.study.split("-")[0] == "full"):
+        share = lung_share(w, data, lungs)
+        is_hard = np.isin(w.covid, hard)
+        caught = int((w.proba[is_hard] >= w.row.covid_threshold).sum())
+        print(f"| {w.study} | {w.row.trial_number} {w.row.backbone} | {caught} of {len(hard)} "
+              f"| {100 * share[is_hard].mean():.1f} | {100 * share[~is_hard].mean():.1f} |")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
