@@ -76,9 +76,9 @@ def winners(out: Path) -> list[Winner]:
     return found
 
 
-def lung_share(winner: Winner, data: Any, lungs: np.ndarray) -> np.ndarray:
-    """Per validation COVID X-ray, the share of the winner's COVID Grad-CAM energy inside ``lungs``
-    (a whole-image winner: its input is the original image)."""
+def covid_heatmaps(winner: Winner, data: Any) -> np.ndarray:
+    """The winner's COVID Grad-CAM on each validation COVID X-ray (a whole-image winner: its
+    input is the original image, so the maps are in its coordinates)."""
     from search import load_models, study_info
     from search.backbones import get_backbone
     from search.gradcam import gradcam, gradcam_layer_of
@@ -87,9 +87,7 @@ def lung_share(winner: Winner, data: Any, lungs: np.ndarray) -> np.ndarray:
     config = TrialConfig.from_json(winner.row.config_json)
     (model,) = load_models(winner.row, study_info(winner.storage, winner.name))
     images = np.asarray(data.inputs(config).images[winner.covid], dtype=np.float32)
-    heat = gradcam(model, gradcam_layer_of(model, get_backbone(config.backbone).gradcam_layer), images, 0)
-    inside = (heat * lungs[winner.covid]).sum(axis=(1, 2))
-    return np.asarray(inside / np.maximum(heat.sum(axis=(1, 2)), 1e-12))
+    return gradcam(model, gradcam_layer_of(model, get_backbone(config.backbone).gradcam_layer), images, 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from cxrdata import scan
     from cxrdata.lungs import packaged_segmenter
     from search import TrialData
+    from search.gradcam import lung_focus
 
     found = winners(args.out)
     if not found:
@@ -128,11 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| study | top trial | hard called COVID | evidence in lungs on hard % | on the other COVID % |")
     print("|---|---|---|---|---|")
     for w in (w for w in found if w.study.split("-")[0] == "full"):
-        share = lung_share(w, data, lungs)
+        heat, seen = covid_heatmaps(w, data), lungs[w.covid]
         is_hard = np.isin(w.covid, hard)
+        on_hard, on_rest = (lung_focus(heat[m], seen[m]).energy or 0.0 for m in (is_hard, ~is_hard))
         caught = int((w.proba[is_hard] >= w.row.covid_threshold).sum())
         print(f"| {w.study} | {w.row.trial_number} {w.row.backbone} | {caught} of {len(hard)} "
-              f"| {100 * share[is_hard].mean():.1f} | {100 * share[~is_hard].mean():.1f} |")  # fmt: skip
+              f"| {100 * on_hard:.1f} | {100 * on_rest:.1f} |")  # fmt: skip
     return 0
 
 

@@ -217,7 +217,6 @@ def validation_figures(
 def load_members(choice: Choice, sd: StudyData, refit: bool) -> list[list[Any]]:
     """Each member's models: its one model, or its fold models (a cross-validated trial), or the
     one model a refit on train+validation trains."""
-
     from search._records import load_models
     from search._trial import refit_trial
 
