@@ -35,6 +35,7 @@ from cxrdata._region import (
     apply_region,
     cached_region,
     check_region,
+    hide_lungs,
     lung_box,
     to_original,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "did_you_mean",
     "find_duplicates",
     "get_scheme",
+    "hide_lungs",
     "leak_report",
     "load_images",
     "lung_box",

@@ -30,6 +30,7 @@ __all__ = [
     "apply_region",
     "cached_region",
     "check_region",
+    "hide_lungs",
     "lung_box",
     "to_original",
 ]
@@ -106,6 +107,24 @@ def apply_region(
             out[i] = _resized(out[i, y0:y1, x0:x1], (w, h), Image.Resampling.BILINEAR)
             lungs[i] = _resized(lungs[i, y0:y1, x0:x1] * 255, (w, h), Image.Resampling.NEAREST) > 127
     return RegionInputs(out, lungs[..., None], boxes)
+
+
+def hide_lungs(
+    images: np.ndarray, masks: np.ndarray, available: np.ndarray, margin: float = REGION_MARGIN
+) -> np.ndarray:
+    """A copy of ``images`` ``(N, S, S, 3)`` with the (grown) lungs set to black: the pixels
+    ``lung_mask`` keeps are the ones hidden here, so what is left is what lies outside the lungs.
+
+    Images whose mask is not ``available`` (or empty) are returned unchanged; the caller leaves
+    them out of any figure, since nothing was hidden in them.
+    """
+    n, h, w = images.shape[:3]
+    lungs = np.asarray(masks).reshape(n, h, w) > 0
+    out = np.array(images, dtype=np.uint8, copy=True)
+    for i in np.flatnonzero(np.asarray(available, dtype=bool)):
+        if lungs[i].any():
+            out[i][_grown(lungs[i], margin)] = MASK_FILL
+    return out
 
 
 def _resized(pixels: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> np.ndarray:

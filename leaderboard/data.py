@@ -26,6 +26,7 @@ from search.store import (
     EpochRow,
     Ranking,
     TrialRow,
+    decides_without_lungs,
     focus_like_flat_map,
     parse_url,
 )
@@ -71,6 +72,7 @@ LABELS: dict[str, str] = {
     "input_region": "input region",
     "lung_focus_ratio": "lung focus / lung area",
     "pointing_game": "Grad-CAM peak in lungs",
+    "hidden_lungs_auc": "COVID AUC with the lungs hidden (0.5: cannot tell without the lungs)",
     "roc_auc": "validation AUC",
     "covid_auc": "COVID AUC",
     "covid_specificity": "COVID specificity",
@@ -90,7 +92,7 @@ RANKABLE: dict[str, bool] = DIRECTIONS
 TABLE_COLUMNS = (
     "trial_number", "engine", "state", "backbone", "scheme", "input_region",
     "op_sensitivity", "op_sensitivity_low", "op_sensitivity_high", "op_specificity", "covid_threshold",
-    "covid_auc", "lung_focus", "lung_focus_ratio", "covid_sensitivity", "covid_sensitivity_low",
+    "covid_auc", "lung_focus", "lung_focus_ratio", "hidden_lungs_auc", "covid_sensitivity", "covid_sensitivity_low",
     "covid_sensitivity_high", "covid_specificity", "covid_ppv", "pointing_game", "roc_auc", "accuracy",
     "balanced_accuracy", "loss", "freeze_depth", "head_width", "dropout", "learning_rate", "augment_strength",
     "image_size", "op_target", "epochs_run", "wall_time_s", "params",
@@ -227,6 +229,13 @@ def top_line(frame: pd.DataFrame) -> str:
         text += (
             f" — its Grad-CAM evidence is no more in the lungs than a uniform map's "
             f"(lung focus / lung area {ratio:.2f}): check it for shortcuts"
+        )
+    hidden = top.get("hidden_lungs_auc")
+    hidden = None if hidden is None or pd.isna(hidden) else float(hidden)
+    if decides_without_lungs(hidden):
+        text += (
+            f" — with the lungs hidden it still tells COVID (AUC {hidden:.2f}, 0.5 is chance): part of its "
+            "decision can come from outside the lungs"
         )
     return text
 
@@ -401,7 +410,7 @@ SPLIT_FIGURES = (
     "op_sensitivity", "op_sensitivity_low", "op_sensitivity_high", "op_specificity", "op_specificity_low",
     "op_specificity_high", "covid_threshold", "covid_auc", "covid_sensitivity", "covid_specificity", "covid_ppv",
     "covid_npv", "accuracy", "balanced_accuracy", "roc_auc", "lung_focus", "lung_focus_ratio", "pointing_game",
-    "lung_focus_n", "loss",
+    "lung_focus_n", "hidden_lungs_auc", "loss",
 )  # fmt: skip
 _SPLIT_LABELS = {**LABELS, "roc_auc": "AUC (macro one-vs-rest)", "lung_focus_n": "lung focus: images measured"}
 

@@ -10,7 +10,8 @@ trial then reports:
   shared sample instead of 360), and the sensitivity and specificity it gives there, with
   Wilson intervals over the pooled counts;
 - the pooled out-of-fold probabilities themselves, so ensembles are selected on them too;
-- the K fold models (a bag: exported, they average), and Grad-CAM lung focus as the mean of
+- the K fold models (a bag: exported, they average), the COVID AUC with the lungs hidden on the
+  pooled out-of-fold images (each measured by the fold that held it out), and Grad-CAM lung focus as the mean of
   their heatmaps on the validation images with lung masks.
 
 Pruning sees the running mean validation loss: at epoch ``e`` of fold ``k`` the pruner is told
@@ -34,6 +35,7 @@ import numpy as np
 
 from cxrdata import Split, make_folds
 from search._accel import apply_precision
+from search._hidden import HIDDEN_IMAGES, hidden_lungs_auc, hidden_lungs_entries, hidden_lungs_proba
 from search._trial import (
     TrialData,
     TrialOutcome,
@@ -100,6 +102,7 @@ class _Run:
         self.models: list[Path] = []
         self.params = self.trainable = 0
         self.routes: list[str] = []
+        self.hidden: list[tuple[np.ndarray, np.ndarray]] = []  # per fold: (labels, COVID proba) with the lungs hidden
         self.mistake_heat: dict[int, np.ndarray] = {}  # entry -> COVID heatmap, from the fold that predicted it
 
     def reporter(self, k: int, report: Reporter | None) -> Reporter | None:
@@ -134,6 +137,8 @@ class _Run:
         self.oof.append((feed.val_indices, labels, proba))
         self.best_losses.append(fit.best_val_loss)
         self.best_epochs.append(fit.best_epoch)
+        hidden = hidden_lungs_entries(self.data, self.config, feed.val_indices, HIDDEN_IMAGES // self.config.folds)
+        self.hidden.append((split.labels[hidden], hidden_lungs_proba(built.model, self.data, self.config, hidden)))
         if len(self.chosen):
             self.heat += covid_heatmaps(built, self.data, self.config, self.chosen) / self.config.folds
         # The threshold is chosen on all folds: keep what any threshold may show (<= 3 * MISTAKES images).
@@ -168,6 +173,8 @@ class _Run:
             done.metrics = _metrics(pooled, done.fold_spread)
             done.predictions = Predictions("oof", indices, labels, proba)
             done.focus, done.focus_source, done.overlays = focus_of(self.data, config, self.chosen, self.heat)
+            hidden_labels, hidden_proba = (np.concatenate(parts) for parts in zip(*self.hidden, strict=True))
+            done.hidden_lungs_auc = hidden_lungs_auc(hidden_labels, hidden_proba)
             done.mistakes = measure_mistakes(
                 self.data, config, split, done.metrics, done.predictions,
                 lambda entries: np.stack([self.mistake_heat[int(e)] for e in entries]),

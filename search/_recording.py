@@ -161,6 +161,7 @@ def outcome_rows(
         row.lung_focus, row.lung_focus_std, row.lung_focus_ratio = f.energy, f.energy_std, f.ratio
         row.pointing_game, row.lung_focus_n, row.lung_focus_blank = f.pointing, f.n, f.blank
         row.lung_mask_source = outcome.focus_source
+    row.hidden_lungs_auc = outcome.hidden_lungs_auc
     history = outcome.fit.history
     row.epochs_run = len(history)
     row.best_epoch = outcome.fit.best_epoch if history else None

@@ -31,6 +31,7 @@ from cxrdata import (
 )
 from search._accel import apply_precision
 from search._feed import TrialFeed
+from search._hidden import hidden_lungs_auc, hidden_lungs_entries, hidden_lungs_proba
 from search.backbones import resolve_weights
 from search.features import FeatureCache
 from search.gradcam import LungFocus, gradcam, lung_focus, overlay
@@ -215,6 +216,7 @@ class TrialOutcome:
     split_fingerprint: str = ""
     focus: LungFocus | None = None
     focus_source: str | None = None  # "dataset", "segmenter" or "mixed"
+    hidden_lungs_auc: float | None = None  # COVID AUC on validation images with the lungs hidden (search._hidden)
     overlays: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (file name, RGB uint8)
     routes: list[str] = field(default_factory=list)  # per phase: "images" or "features:<floats per image>"
     predictions: Predictions | None = None  # validation probabilities (ensembles, operating points)
@@ -382,7 +384,7 @@ def run_trial(
     feed = trial_feed(built, config, data, split)
     try:
         fit = fit_model(built, config, feed, report=report)
-        metrics, focus, source, predictions = None, None, None, None
+        metrics, focus, source, predictions, hidden_auc = None, None, None, None, None
         overlays: list[tuple[str, np.ndarray]] = []
         mistakes: list[MistakeImage] = []
         if not fit.pruned:
@@ -395,6 +397,8 @@ def run_trial(
             )
             predictions = Predictions("val", feed.val_indices, labels, proba)
             focus, source, overlays = measure_focus(built, data, config, split)
+            hidden = hidden_lungs_entries(data, config, feed.val_indices)
+            hidden_auc = hidden_lungs_auc(split.labels[hidden], hidden_lungs_proba(built.model, data, config, hidden))
             mistakes = measure_mistakes(
                 data, config, split, metrics, predictions, lambda e: covid_heatmaps(built, data, config, e)
             )
@@ -409,6 +413,7 @@ def run_trial(
             split_fingerprint=split.fingerprint,
             focus=focus,
             focus_source=source,
+            hidden_lungs_auc=hidden_auc,
             overlays=overlays,
             routes=feed.routes,
             predictions=predictions,

@@ -198,7 +198,10 @@ _OPERATING = (
     "op_target", "covid_threshold", "op_sensitivity", "op_sensitivity_low", "op_sensitivity_high", "op_specificity",
     "op_specificity_low", "op_specificity_high",
 )  # fmt: skip
-_FOCUS = ("lung_focus", "lung_focus_std", "lung_focus_ratio", "pointing_game", "lung_focus_n", "lung_focus_blank")
+_FOCUS = (
+    "lung_focus", "lung_focus_std", "lung_focus_ratio", "pointing_game", "lung_focus_n", "lung_focus_blank",
+    "hidden_lungs_auc",
+)  # fmt: skip
 
 
 def store_external_row(store: ResultStore, row: TrialRow, result: ExternalResult) -> None:

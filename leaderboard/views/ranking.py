@@ -95,6 +95,7 @@ _HEADERS = {
     "covid_auc": "COVID AUC",
     "lung_focus": "lung focus",
     "lung_focus_ratio": "focus ratio",
+    "hidden_lungs_auc": "AUC lungs hidden",
     "covid_sensitivity": "COVID sens (argmax)",
     "covid_sensitivity_low": "argmax CI low",
     "covid_sensitivity_high": "argmax CI high",
@@ -105,6 +106,7 @@ _WIDTHS = {
     "rank": 44, "trial_number": 52, "review": 70, "backbone": 108, "scheme": 60, "input_region": 88,
     "op_sensitivity": 92, "op_sensitivity_low": 64, "op_sensitivity_high": 68, "op_specificity": 92,
     "covid_threshold": 74, "covid_auc": 84, "lung_focus": 80, "lung_focus_ratio": 84,
+    "hidden_lungs_auc": 96,
 }  # fmt: skip
 
 
@@ -137,6 +139,7 @@ _COLUMNS = {
 _FIRST = (
     "rank", "trial_number", "review", "backbone", "scheme", "input_region", "op_sensitivity", "op_sensitivity_low",
     "op_sensitivity_high", "op_specificity", "covid_threshold", "covid_auc", "lung_focus", "lung_focus_ratio",
+    "hidden_lungs_auc",
 )  # fmt: skip
 _HIDDEN = ("reviewer",)
 

@@ -7,7 +7,7 @@ from importlib import metadata
 from typing import Any
 
 from search.metrics import TrialMetrics
-from search.store import MIN_SPECIFICITY, TrialRow, focus_like_flat_map, meets_floor
+from search.store import MIN_SPECIFICITY, TrialRow, decides_without_lungs, focus_like_flat_map, meets_floor
 
 __all__ = [
     "INTENDED_USE",
@@ -167,6 +167,16 @@ def _focus_training_text(card: dict[str, Any]) -> str:
     )
 
 
+def _hidden_text(card: dict[str, Any]) -> str:
+    """The COVID AUC with the lungs hidden (older cards have none)."""
+    auc = card.get("hidden_lungs_auc")
+    what = "COVID AUC on validation X-rays with the lungs hidden (0.5: it cannot tell COVID without the lungs)"
+    if auc is None:
+        return f"{what}: not measured."
+    whose = " (the highest of its members)" if len(card["members"]) > 1 else ""
+    return f"{what}: {fmt(auc)}{whose}."
+
+
 def markdown(card: dict[str, Any]) -> str:
     val, test = card["validation"], card["test"]
     caveats = "\n".join(f"- {c}" for c in card["caveats"]) or "- none found"
@@ -205,6 +215,7 @@ Intended use: {INTENDED_USE}
   `python -m search.predict --model DIR IMAGE...` does exactly this.
 - Decision: {decision["rule"]}.
 - Lung focus (Grad-CAM energy inside the lungs): {fmt(card["lung_focus"])}.{_focus_training_text(card)}
+- {_hidden_text(card)}
 - Dataset fingerprint {card["dataset"]["fingerprint"]}, split fingerprint {card["dataset"]["split_fingerprint"]}.
 
 | metric | {"validation (out-of-fold)" if val["split"] == "oof" else "validation"} | test (measured once, at export) |
@@ -273,10 +284,21 @@ def caveats(split: Any, manifest: Any, choice: Any, validation: dict[str, Any]) 
     ratios = [r.lung_focus_ratio for r in rows]
     focus = None if any(r.lung_focus is None for r in rows) else min(r.lung_focus for r in rows)
     ratio = None if any(r is None for r in ratios) else min(r for r in ratios if r is not None)
-    return out + result_caveats(validation.get("covid_specificity"), focus, ratio)
+    return out + result_caveats(validation.get("covid_specificity"), focus, ratio, members_hidden_lungs_auc(rows))
 
 
-def result_caveats(specificity: float | None, lung_focus: float | None, focus_ratio: float | None) -> list[str]:
+def members_hidden_lungs_auc(rows: list[TrialRow]) -> float | None:
+    """The highest COVID AUC with the lungs hidden among the members (None if any is unmeasured)."""
+    values = [r.hidden_lungs_auc for r in rows]
+    return None if any(v is None for v in values) else max(v for v in values if v is not None)
+
+
+def result_caveats(
+    specificity: float | None,
+    lung_focus: float | None,
+    focus_ratio: float | None,
+    hidden_lungs_auc: float | None = None,
+) -> list[str]:
     """What the trial's own validation figures say about a possible shortcut or a degenerate model."""
     out = []
     if not meets_floor(specificity):
@@ -290,5 +312,11 @@ def result_caveats(specificity: float | None, lung_focus: float | None, focus_ra
         out.append(
             f"Grad-CAM evidence is no more concentrated in the lungs than a uniform map would be (lung focus / "
             f"lung area {focus_ratio:.2f} < 1): the model may rely on what lies outside the lungs."
+        )
+    if decides_without_lungs(hidden_lungs_auc):
+        out.append(
+            f"With the lungs hidden the model still tells COVID from the other classes (validation COVID AUC "
+            f"{hidden_lungs_auc:.2f}; 0.5 is chance): part of its decision can come from what lies outside the "
+            "lungs, wherever its Grad-CAM evidence sits."
         )
     return out

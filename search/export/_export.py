@@ -35,7 +35,7 @@ from search.evaluate import (
     study_data,
     usable_test_indices,
 )
-from search.export._card import INTENDED_USE, WARNING, caveats, markdown, summary, versions
+from search.export._card import INTENDED_USE, WARNING, caveats, markdown, members_hidden_lungs_auc, summary, versions
 from search.export._files import FORMATS, check_formats, check_out, staged, verify, write
 from search.export._members import Choice, Member, check_choice_args, choose, load_members, validation_figures
 from search.metrics import COVID_LABEL, OperatingTarget, TrialMetrics, compute_metrics
@@ -76,6 +76,7 @@ def _member_card(m: Member, models: list[Any]) -> dict[str, Any]:
         "gradcam_layer": gradcam_layer_of(models[0], get_backbone(m.config.backbone).gradcam_layer),
         "models": len(models),  # a cross-validated trial brings its fold models, sharing its weight
         "validation_lung_focus": m.row.lung_focus,
+        "validation_hidden_lungs_auc": m.row.hidden_lungs_auc,
         "best_epoch": m.row.best_epoch,
         "config": asdict(m.config),
     }
@@ -295,6 +296,8 @@ def _card(
         "test": summary(tested),
         # One trial's measured focus; for an ensemble, its members' focus weighted like their probabilities.
         "lung_focus": None if any(f is None for f, _ in focus) else sum(f * w for f, w in focus if f is not None),
+        # What the members can tell with the lungs hidden: the highest of them (an ensemble's own is not measured).
+        "hidden_lungs_auc": members_hidden_lungs_auc([m.row for m in choice.members]),
         "dataset": {
             "path": sd.info.data_path,
             "fingerprint": sd.info.dataset_fingerprint,

@@ -35,7 +35,14 @@ from search.store._reviews import (
     trial_label,
 )
 from search.store._schema import SCHEMA_VERSION, ArtifactRow, Base, EpochRow, PredictionRow, ReviewRow, TrialRow
-from search.store._store import ArtifactRecord, ResultStore, config_row, focus_like_flat_map
+from search.store._store import (
+    HIDDEN_LUNGS_AUC_LIMIT,
+    ArtifactRecord,
+    ResultStore,
+    config_row,
+    decides_without_lungs,
+    focus_like_flat_map,
+)
 from search.store._upgrade import upgrade_schema
 from search.store._url import DEFAULT_STORAGE, STORAGE_VARIABLE, add_storage_argument, mask_url, parse_url
 
@@ -43,6 +50,7 @@ __all__ = [
     "DEFAULT_RANKING",
     "DEFAULT_STORAGE",
     "DIRECTIONS",
+    "HIDDEN_LUNGS_AUC_LIMIT",
     "MIN_SPECIFICITY",
     "MISTAKES",
     "MISTAKE_KINDS",
@@ -73,6 +81,7 @@ __all__ = [
     "count_mistakes",
     "creation_lock",
     "decide",
+    "decides_without_lungs",
     "describe_shortcut",
     "focus_like_flat_map",
     "mask_url",

@@ -38,6 +38,7 @@ DIRECTIONS: dict[str, bool] = {
     "lung_focus": True,
     "lung_focus_ratio": True,
     "pointing_game": True,
+    "hidden_lungs_auc": False,
     "roc_auc": True,
     "covid_auc": True,
     "covid_specificity": True,

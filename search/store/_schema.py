@@ -25,8 +25,9 @@ __all__ = [
 
 # 2: covid_roc_json; 3: lung focus details; 4: intervals, operating points, folds, stored predictions;
 # 5: external validation rows (``split = 'external:NAME'``, up to 64 characters, and external_json);
-# 6: reviewers' verdicts (cxr_reviews) and each trial's misclassified validation images (mistakes_json)
-SCHEMA_VERSION = 7
+# 6: reviewers' verdicts (cxr_reviews) and each trial's misclassified validation images (mistakes_json);
+# 7: input_region; 8: hidden_lungs_auc
+SCHEMA_VERSION = 8
 SPLIT_LENGTH = 64
 
 
@@ -93,6 +94,9 @@ class TrialRow(Base):
     lung_focus_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
     lung_focus_blank: Mapped[int | None] = mapped_column(Integer, nullable=True)
     lung_mask_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # COVID AUC on validation images with the lungs hidden (search._hidden): 0.5, the model cannot
+    # tell COVID without the lungs; above, it can, by what lies outside them. Validation rows only.
+    hidden_lungs_auc: Mapped[float | None] = mapped_column(Float, nullable=True)
     class_names_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     per_class_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     confusion_json: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -3,8 +3,9 @@
 Every change since version 3 adds nullable columns, tables or indexes, or widens a column
 (version 5: ``split``, for ``external:NAME`` rows; version 6: the ``cxr_reviews`` table and
 ``cxr_trials.mistakes_json``; version 7: ``cxr_trials.input_region``, filled from each row's
-``config_json``), so an upgrade adds what is missing, widens what is too narrow and keeps every
-row; the version is stamped last, in the same transaction.
+``config_json``; version 8: ``cxr_trials.hidden_lungs_auc``, empty in older rows), so an upgrade
+adds what is missing, widens what is too narrow and keeps every row; the version is stamped
+last, in the same transaction.
 """
 
 from __future__ import annotations

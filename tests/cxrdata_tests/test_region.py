@@ -7,7 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrdata import REGIONS, DatasetError, apply_region, cached_region, check_region, lung_box, to_original
+from cxrdata import (
+    REGIONS,
+    DatasetError,
+    apply_region,
+    cached_region,
+    check_region,
+    hide_lungs,
+    lung_box,
+    to_original,
+)
 
 
 def _lungs(size: int = 64) -> np.ndarray:
@@ -49,6 +58,19 @@ def test_lung_mask_blacks_out_only_what_lies_outside_the_grown_lungs() -> None:
     assert np.array_equal(cut.images[0][~black], images[0][~black])
     assert np.array_equal(cut.images[1], images[1]), "an image without a mask is seen whole"
     assert cut.boxes[0].tolist() == [0, 64, 0, 64], "lung_mask keeps the image's coordinates"
+
+
+def test_hiding_the_lungs_blacks_out_what_lung_mask_keeps() -> None:
+    images, lungs = _images(), _lungs()
+    masks, available = np.stack([lungs] * 2), np.array([True, False])
+    hidden = hide_lungs(images, masks, available, margin=0.05)
+    kept = apply_region(images, masks, available, "lung_mask", margin=0.05).images
+    black = (hidden[0] == 0).all(axis=-1)
+    assert black[lungs].all(), "every lung pixel is hidden"
+    assert np.array_equal(black, (kept[0] != 0).any(axis=-1)), "hidden exactly where lung_mask shows the image"
+    assert np.array_equal(hidden[0][~black], images[0][~black])
+    assert np.array_equal(hidden[1], images[1]), "an image without a mask is left whole"
+    assert hidden is not images and images.min() > 0, "the input is not changed"
 
 
 def test_lung_crop_shows_the_box_at_full_size_and_moves_the_mask_with_it() -> None:

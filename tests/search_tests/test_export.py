@@ -79,6 +79,11 @@ def test_export_writes_every_format_and_a_card(exported: Path, study: str) -> No
     assert card["test"]["split"] == "test" and card["test"]["n"] > 0
     assert card["test"]["at_threshold"]["threshold"] == card["decision"]["threshold"]
     assert card["lung_focus"] == top.lung_focus
+    assert top.hidden_lungs_auc is not None and card["hidden_lungs_auc"] == top.hidden_lungs_auc
+    assert (
+        f"with the lungs hidden (0.5: it cannot tell COVID without the lungs): {top.hidden_lungs_auc:.3f}."
+        in (exported / "MODEL_CARD.md").read_text()
+    )
     unmeasured = any("Lung focus was not measured" in c for c in card["caveats"])
     assert unmeasured == (top.lung_focus is None), "the caveat appears exactly when focus is unknown"
     degenerate = any("so its sensitivity means little" in c for c in card["caveats"])
@@ -146,6 +151,9 @@ def test_an_ensemble_card_names_its_members_weights_and_threshold(ensembled: Pat
     assert card["validation"]["at_threshold"]["specificity"] >= 0.95, "chosen on validation to reach the target"
     markdown = (ensembled / "MODEL_CARD.md").read_text()
     assert "COVID sensitivity at the threshold [95% CI]" in markdown
+    members = {r.trial_number: r for r in ResultStore(study).trials("cxr-search")}
+    highest = max(float(members[m["trial"]].hidden_lungs_auc or 0.0) for m in card["members"])
+    assert card["hidden_lungs_auc"] == highest, "an ensemble reports its members' highest"
     assert card["parity"]["keras"] <= KERAS_TOLERANCE and card["parity"]["tflite"] <= TFLITE_TOLERANCE
 
 
@@ -345,21 +353,30 @@ def test_evaluate_and_export_leave_no_downloaded_model_behind(
 
 
 @pytest.mark.parametrize(
-    ("specificity", "focus", "ratio", "expected"),
+    ("specificity", "focus", "ratio", "hidden", "expected"),
     [
-        (0.9, 0.4, 1.2, []),
-        (0.0, 0.4, 1.2, ["Validation COVID specificity is 0.00, below 0.50"]),
-        (None, 0.4, 1.2, ["Validation COVID specificity is unknown, below 0.50"]),
-        (0.9, None, None, ["Lung focus was not measured"]),
-        (0.9, 0.2, 0.8, ["lung area 0.80 < 1): the model may rely on what lies outside the lungs"]),
-        (0.1, 0.2, 0.8, ["specificity is 0.10", "lung area 0.80 < 1"]),
-        (0.9, 0.4, None, []),  # a focus without its lung-area ratio: nothing to compare with
+        (0.9, 0.4, 1.2, 0.5, []),
+        (0.0, 0.4, 1.2, 0.5, ["Validation COVID specificity is 0.00, below 0.50"]),
+        (None, 0.4, 1.2, 0.5, ["Validation COVID specificity is unknown, below 0.50"]),
+        (0.9, None, None, None, ["Lung focus was not measured"]),
+        (0.9, 0.2, 0.8, 0.5, ["lung area 0.80 < 1): the model may rely on what lies outside the lungs"]),
+        (0.1, 0.2, 0.8, 0.5, ["specificity is 0.10", "lung area 0.80 < 1"]),
+        (0.9, 0.4, None, 0.5, []),  # a focus without its lung-area ratio: nothing to compare with
+        (
+            0.9,
+            0.9,
+            2.7,
+            0.83,
+            ["With the lungs hidden the model still tells COVID from the other classes (validation COVID AUC 0.83"],
+        ),
+        (0.9, 0.9, 2.7, 0.59, []),  # within chance on a validation split
+        (0.9, 0.9, 2.7, None, []),  # unmeasured (an older study): nothing to say
     ],
 )
 def test_result_caveats(
-    specificity: float | None, focus: float | None, ratio: float | None, expected: list[str]
+    specificity: float | None, focus: float | None, ratio: float | None, hidden: float | None, expected: list[str]
 ) -> None:
-    caveats = result_caveats(specificity, focus, ratio)
+    caveats = result_caveats(specificity, focus, ratio, hidden)
     assert len(caveats) == len(expected)
     assert all(part in caveat for part, caveat in zip(expected, caveats, strict=True))
 

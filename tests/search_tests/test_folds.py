@@ -40,6 +40,7 @@ def test_every_train_and_validation_image_is_measured_once_out_of_fold(reported)
     assert not set(outcome.predictions.indices.tolist()) & set(split.indices["test"].tolist())
     assert np.array_equal(outcome.predictions.labels, split.labels[pool])
     assert outcome.metrics.n == len(pool)
+    assert outcome.hidden_lungs_auc is not None and 0.0 <= outcome.hidden_lungs_auc <= 1.0, "pooled over the folds"
 
 
 @pytest.mark.slow

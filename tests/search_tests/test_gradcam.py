@@ -101,7 +101,7 @@ def test_lung_focus_shape_is_checked() -> None:
         lung_focus(np.ones((4, 20)), np.ones((4, 20)))
 
 
-def _trained_focus(root: Path, marker: str | None) -> tuple[float, float]:
+def _trained_focus(root: Path, marker: str | None) -> tuple[float, float, float]:
     spec = SyntheticSpec(
         classes=("COVID", "Normal"), per_class=60, size=128, marker_class=marker, marker_size=0.2, seed=2
     )
@@ -123,13 +123,16 @@ def _trained_focus(root: Path, marker: str | None) -> tuple[float, float]:
     assert outcome.metrics is not None and outcome.metrics.accuracy >= 0.85, "both models must learn the task"
     assert outcome.focus is not None and outcome.focus.energy is not None and outcome.focus.ratio is not None
     assert outcome.focus_source == "dataset"
-    return outcome.focus.energy, outcome.focus.ratio
+    assert outcome.hidden_lungs_auc is not None
+    return outcome.focus.energy, outcome.focus.ratio, outcome.hidden_lungs_auc
 
 
 @pytest.mark.slow
-def test_a_corner_marker_shortcut_shows_as_low_lung_focus(tmp_path: Path) -> None:
-    clean_energy, clean_ratio = _trained_focus(tmp_path / "clean", None)
-    marked_energy, marked_ratio = _trained_focus(tmp_path / "marked", "COVID")
+def test_a_corner_marker_shortcut_shows_as_low_lung_focus_and_survives_hidden_lungs(tmp_path: Path) -> None:
+    clean_energy, clean_ratio, clean_hidden = _trained_focus(tmp_path / "clean", None)
+    marked_energy, marked_ratio, marked_hidden = _trained_focus(tmp_path / "marked", "COVID")
     assert clean_ratio > 1.25, "a model that reads the lungs beats the flat-map baseline"
     assert marked_ratio < clean_ratio - 0.3
     assert marked_energy < clean_energy - 0.05
+    # With the lungs hidden, only the marker model can still tell COVID (0.5: chance).
+    assert marked_hidden > 0.85 and clean_hidden < 0.7, (clean_hidden, marked_hidden)

@@ -107,6 +107,9 @@ def test_a_lung_region_trial_trains_on_the_cut_images_and_measures_focus_on_the_
     outcome = run_trial(config, data)
     assert outcome.focus is not None and outcome.focus.n > 0 and outcome.focus_source == "dataset"
     assert outcome.overlays and outcome.overlays[0][1].shape == (32, 32, 3)
+    assert outcome.hidden_lungs_auc is not None
+    if region != "lung_crop":  # the lungs hidden, these see a black image: every X-ray scores the same
+        assert outcome.hidden_lungs_auc == 0.5
 
 
 def test_workers_starting_together_segment_the_images_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
