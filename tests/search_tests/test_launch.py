@@ -188,6 +188,9 @@ def test_a_dataset_without_masks_gets_them_from_the_packaged_segmenter(tmp_path:
     assert "lung masks: 0 from the dataset, 36 from the packaged segmenter (held-out Dice 0.948)" in done.stderr
     (row,) = ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search")
     assert row.lung_mask_source == "segmenter" and row.lung_focus_n
+    assert row.hidden_lungs_auc is not None, "the lungs are hidden with the segmenter's masks too"
+    header, *_ = (line for line in done.stdout.splitlines() if line.startswith("rank "))
+    assert "AUC lungs hidden" in header and f"{row.hidden_lungs_auc:.3f}" in done.stdout
     assert json.loads(row.config_json)["focus_weight"] == 2.0, "trained to look at the lungs by default"
     assert list(tmp_path.glob(".cache/lungs-*.npy")), "segmented masks are cached beside the images"
 
@@ -202,6 +205,7 @@ def test_without_masks_or_segmenter_the_launch_says_so(tmp_path: Path) -> None:
     )
     (row,) = ResultStore(f"sqlite:///{tmp_path / 'optuna.db'}").trials("cxr-search")
     assert row.lung_focus is None and row.lung_mask_source is None
+    assert row.hidden_lungs_auc is None, "no mask, nothing to hide"
     assert (
         "focus_weight=2 needs lung masks, but the dataset has none and --lung-model is none: trials train without "
         "the focus penalty (focus_weight = 0)." in done.stderr
