@@ -124,6 +124,13 @@ def _top(**changes: object) -> pd.DataFrame:
         ),
         ({"lung_focus_ratio": 1.0}, "lung focus 0.410", "uniform map"),  # a flat map's ratio: not below it
         ({"lung_focus": None, "lung_focus_ratio": None}, "lung focus —", "uniform map"),
+        (
+            {"hidden_lungs_auc": 0.83},
+            "— with the lungs hidden it still tells COVID (AUC 0.83, 0.5 is chance)",
+            "uniform map",
+        ),
+        ({"hidden_lungs_auc": 0.55}, "lung focus 0.410", "lungs hidden"),  # within chance
+        ({"hidden_lungs_auc": None}, "lung focus 0.410", "lungs hidden"),  # unmeasured: an older row
     ],
 )
 def test_the_top_line_names_what_could_make_the_winner_a_trap(
