@@ -47,8 +47,7 @@ Trial = tuple[str, int]  # (engine, number): both engines number their trials fr
 METRIC_FIGURES = (
     "op_sensitivity", "op_specificity", "covid_threshold", "covid_auc", "covid_sensitivity", "covid_specificity",
     "covid_ppv", "covid_npv", "lung_focus", "lung_focus_ratio", "pointing_game", "hidden_lungs_auc", "roc_auc",
-    "accuracy",
-    "balanced_accuracy", "loss",
+    "accuracy", "balanced_accuracy", "loss",
 )  # fmt: skip
 _INTERVALS = ("op_sensitivity", "op_specificity", "covid_sensitivity", "covid_specificity")
 

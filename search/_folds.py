@@ -10,9 +10,9 @@ trial then reports:
   shared sample instead of 360), and the sensitivity and specificity it gives there, with
   Wilson intervals over the pooled counts;
 - the pooled out-of-fold probabilities themselves, so ensembles are selected on them too;
-- the K fold models (a bag: exported, they average), the COVID AUC with the lungs hidden on the
-  pooled out-of-fold images (each measured by the fold that held it out), and Grad-CAM lung focus as the mean of
-  their heatmaps on the validation images with lung masks.
+- the K fold models (a bag: exported, they average), the COVID AUC with the lungs hidden on
+  the pooled out-of-fold images (each measured by the fold that held it out), and Grad-CAM lung
+  focus as the mean of their heatmaps on the validation images with lung masks.
 
 Pruning sees the running mean validation loss: at epoch ``e`` of fold ``k`` the pruner is told
 ``(best losses of folds 0..k-1 + this epoch's loss) / (k + 1)`` at step ``k * max_epochs + e``,
