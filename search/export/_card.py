@@ -173,7 +173,11 @@ def _hidden_text(card: dict[str, Any]) -> str:
     what = "COVID AUC on validation X-rays with the lungs hidden (0.5: it cannot tell COVID without the lungs)"
     if auc is None:
         return f"{what}: not measured."
-    whose = " (the highest of its members)" if len(card["members"]) > 1 else ""
+    whose = {
+        "ensemble": " (the ensemble itself)",
+        "members": " (the highest of its members)",
+        "members, before the refit": " (the highest of its members, measured before the refit)",
+    }.get(card.get("hidden_lungs_auc_of") or "", "")
     return f"{what}: {fmt(auc)}{whose}."
 
 
@@ -270,7 +274,9 @@ def external_markdown(card: dict[str, Any]) -> str:
     )
 
 
-def caveats(split: Any, manifest: Any, choice: Any, validation: dict[str, Any]) -> list[str]:
+def caveats(
+    split: Any, manifest: Any, choice: Any, validation: dict[str, Any], hidden_lungs_auc: float | None = None
+) -> list[str]:
     from cxrdata import leak_report
 
     report = leak_report(manifest, split)
@@ -284,7 +290,7 @@ def caveats(split: Any, manifest: Any, choice: Any, validation: dict[str, Any]) 
     ratios = [r.lung_focus_ratio for r in rows]
     focus = None if any(r.lung_focus is None for r in rows) else min(r.lung_focus for r in rows)
     ratio = None if any(r is None for r in ratios) else min(r for r in ratios if r is not None)
-    return out + result_caveats(validation.get("covid_specificity"), focus, ratio, members_hidden_lungs_auc(rows))
+    return out + result_caveats(validation.get("covid_specificity"), focus, ratio, hidden_lungs_auc)
 
 
 def members_hidden_lungs_auc(rows: list[TrialRow]) -> float | None:
