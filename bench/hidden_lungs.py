@@ -1,6 +1,6 @@
 """What the top trials can tell with the lungs hidden, beside where their Grad-CAM evidence sits.
 
-    python -m bench.hidden_lungs STUDY_DB... [--top 1] [--data PATH]
+    python -m bench.hidden_lungs STUDY_DB... [--top 1] [--exports ensemble,single] [--data PATH]
 
 For each study database given (``optuna.db`` of ``bench.lung_region`` or ``bench.quality``,
 upgraded to the current results schema), its top-ranked trials on the validation split: COVID
@@ -8,6 +8,8 @@ AUC as stored, COVID AUC with the (grown) lungs set to black (``search._hidden``
 now stores), COVID AUC with the lungs' whole box set to black (the lungs' outline hidden too),
 and the stored Grad-CAM lung focus. A model that reads only the lungs scores 0.5 on both hidden
 inputs; one that also reads what lies outside them scores higher, wherever its Grad-CAM sits.
+``--exports``: folders beside a database holding an exported model (``bench.quality`` writes
+``ensemble`` and ``single``), measured the same way on the study's validation split.
 
 Validation split only, as the search saw it; nothing here is fed back into a study.
 """
@@ -42,7 +44,7 @@ def _box_hidden_auc(model: Any, data: Any, config: Any, entries: np.ndarray, lab
     return hidden_lungs_auc(labels, proba[:, COVID_LABEL])
 
 
-def measure(db: Path, top: int, manifest: Any, data_path: Path) -> list[str]:
+def measure(db: Path, top: int, manifest: Any, exports: list[str]) -> list[str]:
     import optuna
 
     from cxrdata.lungs import packaged_segmenter
@@ -78,13 +80,44 @@ def measure(db: Path, top: int, manifest: Any, data_path: Path) -> list[str]:
             f"{len(entries)} | {seconds:.1f} |"
         )
         print(lines[-1], flush=True)
+    for folder in (db.parent / name for name in exports):
+        if (folder / "model.keras").is_file():
+            lines.append(_exported(folder, data, ranked[0]))
+            print(lines[-1], flush=True)
     return lines
+
+
+def _exported(folder: Path, data: Any, top: Any) -> str:
+    """The exported model in ``folder`` (its card names its members), on its study's validation split."""
+    import json
+    from dataclasses import replace
+
+    import keras
+
+    from search._hidden import hidden_lungs_auc, hidden_lungs_entries, hidden_lungs_proba
+    from search.space import TrialConfig
+
+    card = json.loads((folder / "model_card.json").read_text())
+    config = replace(TrialConfig.from_json(top.config_json), image_size=int(card["input"]["size"]))
+    split = data.split(config.scheme)
+    entries = hidden_lungs_entries(data, config, split.indices["val"])
+    labels = split.labels[entries]
+    model = keras.models.load_model(folder / "model.keras", safe_mode=True)
+    hidden = hidden_lungs_auc(labels, hidden_lungs_proba(model, data, config, entries))
+    boxed = _box_hidden_auc(model, data, config, entries, labels)
+    trials = "+".join(str(m["trial"]) for m in card["members"])
+    focus = "-" if card.get("lung_focus") is None else f"{100 * card['lung_focus']:.1f} / -"
+    return (
+        f"| {shown(folder)} | export ({trials}) | {config.input_region} | {config.focus_weight:g} | - | {focus} | "
+        f"{hidden:.3f} | {boxed:.3f} | {len(entries)} | - |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hidden_lungs", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("databases", type=Path, nargs="+", help="optuna.db files of finished studies")
     parser.add_argument("--top", type=int, default=1, help="top-ranked trials per study")
+    parser.add_argument("--exports", default="", help="comma-separated folders beside each database to measure too")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args(argv)
     from cxrdata import scan
@@ -100,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for db in args.databases:
-        measure(db, args.top, manifest, args.data)
+        measure(db, args.top, manifest, [name for name in args.exports.split(",") if name])
     return 0
 
 
