@@ -1,6 +1,6 @@
 """What the top trials can tell with the lungs hidden, beside where their Grad-CAM evidence sits.
 
-    python -m bench.hidden_lungs STUDY_DB... [--top 1] [--exports ensemble,single] [--data PATH]
+    python -m bench.hidden_lungs STUDY_DB... [--top 1] [--exports ensemble,single] [--skip-box] [--data PATH]
 
 For each study database given (``optuna.db`` of ``bench.lung_region`` or ``bench.quality``,
 upgraded to the current results schema), its top-ranked trials on the validation split: COVID
@@ -44,7 +44,7 @@ def _box_hidden_auc(model: Any, data: Any, config: Any, entries: np.ndarray, lab
     return hidden_lungs_auc(labels, proba[:, COVID_LABEL])
 
 
-def measure(db: Path, top: int, manifest: Any, exports: list[str]) -> list[str]:
+def measure(db: Path, top: int, manifest: Any, exports: list[str], box: bool = True) -> list[str]:
     import optuna
 
     from cxrdata.lungs import packaged_segmenter
@@ -72,11 +72,11 @@ def measure(db: Path, top: int, manifest: Any, exports: list[str]) -> list[str]:
         started = time.perf_counter()
         hidden = hidden_lungs_auc(labels, hidden_lungs_proba(model, data, config, entries))
         seconds = time.perf_counter() - started
-        boxed = _box_hidden_auc(model, data, config, entries, labels)
+        boxed = _box_hidden_auc(model, data, config, entries, labels) if box else None
         focus = "-" if row.lung_focus is None else f"{100 * row.lung_focus:.1f} / {row.lung_focus_ratio:.2f}"
         lines.append(
             f"| {shown(db.parent)} | {row.trial_number} {row.backbone} | {config.input_region} | "
-            f"{config.focus_weight:g} | {row.covid_auc:.3f} | {focus} | {hidden:.3f} | {boxed:.3f} | "
+            f"{config.focus_weight:g} | {row.covid_auc:.3f} | {focus} | {hidden:.3f} | {_f(boxed)} | "
             f"{len(entries)} | {seconds:.1f} |"
         )
         print(lines[-1], flush=True)
@@ -85,6 +85,10 @@ def measure(db: Path, top: int, manifest: Any, exports: list[str]) -> list[str]:
             lines.append(_exported(folder, data, ranked[0]))
             print(lines[-1], flush=True)
     return lines
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _exported(folder: Path, data: Any, top: Any) -> str:
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("databases", type=Path, nargs="+", help="optuna.db files of finished studies")
     parser.add_argument("--top", type=int, default=1, help="top-ranked trials per study")
     parser.add_argument("--exports", default="", help="comma-separated folders beside each database to measure too")
+    parser.add_argument("--skip-box", action="store_true", help="leave out the lungs' box column (half the time)")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args(argv)
     from cxrdata import scan
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for db in args.databases:
-        measure(db, args.top, manifest, [name for name in args.exports.split(",") if name])
+        measure(db, args.top, manifest, [name for name in args.exports.split(",") if name], box=not args.skip_box)
     return 0
 
 
