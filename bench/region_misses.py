@@ -10,6 +10,12 @@ Then, for each whole-image (``full``) winner, on the X-rays some lung-region win
 ("hard") and on the other validation COVID X-rays: how many it calls COVID, and the share of
 its COVID Grad-CAM evidence inside the segmented lungs. A whole-image model that catches the
 hard X-rays with its evidence outside the lungs is catching them by what lies outside them.
+Last, the same X-rays with their (grown) lungs set to black (``search._hidden``, what a trial's
+``hidden_lungs_auc`` reads): how many each whole-image winner still calls COVID at its own
+threshold, and how many of the other validation X-rays it then calls COVID. What it still
+catches with no lung pixel visible, it can catch without the lungs.
+
+``--out`` may be given more than once (studies from several runs of ``bench.lung_region``).
 
 Validation split only, as the search saw it; nothing here is fed back into a study.
 """
@@ -38,20 +44,21 @@ class Winner:
     row: Any  # TrialRow
     covid: np.ndarray  # manifest entries of the validation COVID X-rays
     proba: np.ndarray  # the trial's COVID probability on each of them
+    others: np.ndarray  # manifest entries of the other validation X-rays
 
     @property
     def missed(self) -> np.ndarray:
         return np.asarray(self.covid[self.proba < self.row.covid_threshold])
 
 
-def winners(out: Path) -> list[Winner]:
+def winners(outs: list[Path]) -> list[Winner]:
     import optuna
 
     from search.metrics import COVID_LABEL
     from search.store import ResultStore
 
     found = []
-    for db in sorted(out.glob("*/optuna.db")):
+    for db in sorted(db for out in outs for db in out.glob("*/optuna.db")):
         storage = f"sqlite:///{db}"
         (name,) = optuna.get_all_study_names(storage)
         store = ResultStore(storage)
@@ -71,30 +78,48 @@ def winners(out: Path) -> list[Winner]:
                 ranked[0],
                 predictions.indices[covid],
                 predictions.proba[covid, COVID_LABEL],
+                predictions.indices[~covid],
             )
         )
     return found
 
 
-def covid_heatmaps(winner: Winner, data: Any) -> np.ndarray:
-    """The winner's COVID Grad-CAM on each validation COVID X-ray (a whole-image winner: its
-    input is the original image, so the maps are in its coordinates)."""
+def load_winner(winner: Winner) -> tuple[Any, Any]:
+    """The winner's trained model and its trial configuration."""
     from search import load_models, study_info
-    from search.backbones import get_backbone
-    from search.gradcam import gradcam, gradcam_layer_of
     from search.space import TrialConfig
 
-    config = TrialConfig.from_json(winner.row.config_json)
     (model,) = load_models(winner.row, study_info(winner.storage, winner.name))
-    images = np.asarray(data.inputs(config).images[winner.covid], dtype=np.float32)
+    return model, TrialConfig.from_json(winner.row.config_json)
+
+
+def covid_heatmaps(model: Any, config: Any, entries: np.ndarray, data: Any) -> np.ndarray:
+    """A whole-image winner's COVID Grad-CAM on ``entries`` (its input is the original image,
+    so the maps are in its coordinates)."""
+    from search.backbones import get_backbone
+    from search.gradcam import gradcam, gradcam_layer_of
+
+    images = np.asarray(data.inputs(config).images[entries], dtype=np.float32)
     return gradcam(model, gradcam_layer_of(model, get_backbone(config.backbone).gradcam_layer), images, 0)
+
+
+def hidden_calls(model: Any, config: Any, threshold: float, data: Any, entries: np.ndarray) -> np.ndarray:
+    """Whether the model calls each of ``entries`` COVID at ``threshold`` with its lungs hidden;
+    False where the X-ray has no lung mask (nothing was hidden)."""
+    from search._hidden import hidden_lungs_entries, hidden_lungs_proba
+
+    usable = hidden_lungs_entries(data, config, entries, limit=len(entries))
+    called = np.zeros(len(entries), dtype=bool)
+    called[np.isin(entries, usable)] = hidden_lungs_proba(model, data, config, usable) >= threshold
+    return called
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.region_misses", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(".bench/lung-region"))
+    parser.add_argument("--out", type=Path, action="append", help="default: .bench/lung-region")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args(argv)
+    args.out = args.out or [Path(".bench/lung-region")]
     from cxrdata import scan
     from cxrdata.lungs import packaged_segmenter
     from search import TrialData
@@ -102,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
     found = winners(args.out)
     if not found:
-        raise SystemExit(f"`--out` must hold the studies of python -m bench.lung_region, but {args.out} has none.")
+        shown_out = ", ".join(map(str, args.out))
+        raise SystemExit(f"`--out` must hold the studies of python -m bench.lung_region, but {shown_out} has none.")
     manifest = scan(args.data)
-    data = TrialData(manifest, cache_dir=args.out / found[0].study / ".cache", lung_model=packaged_segmenter())
+    cache = Path(found[0].storage.removeprefix("sqlite:///")).parent / ".cache"
+    data = TrialData(manifest, cache_dir=cache, lung_model=packaged_segmenter())
     lungs, _, _ = data.lung_masks(224, 0.0)
     area = lungs.reshape(len(lungs), -1).mean(axis=1)
     everyone = found[0].covid
@@ -126,13 +153,25 @@ def main(argv: list[str] | None = None) -> int:
     print("\nThe whole-image winners on them:\n")
     print("| study | top trial | hard called COVID | evidence in lungs on hard % | on the other COVID % |")
     print("|---|---|---|---|---|")
-    for w in (w for w in found if w.study.split("-")[0] == "full"):
-        heat, seen = covid_heatmaps(w, data), lungs[w.covid]
+    whole = [(w, *load_winner(w)) for w in found if w.study.split("-")[0] == "full"]
+    for w, model, config in whole:
+        heat, seen = covid_heatmaps(model, config, w.covid, data), lungs[w.covid]
         is_hard = np.isin(w.covid, hard)
         on_hard, on_rest = (lung_focus(heat[m], seen[m]).energy or 0.0 for m in (is_hard, ~is_hard))
         caught = int((w.proba[is_hard] >= w.row.covid_threshold).sum())
         print(f"| {w.study} | {w.row.trial_number} {w.row.backbone} | {caught} of {len(hard)} "
               f"| {100 * on_hard:.1f} | {100 * on_rest:.1f} |")  # fmt: skip
+    print("\nThe same with the lungs hidden, at each winner's own threshold:\n")
+    print("| study | top trial | hard called COVID | other COVID called COVID | other X-rays called COVID |")
+    print("|---|---|---|---|---|")
+    for w, model, config in whole:
+        is_hard = np.isin(w.covid, hard)
+        called = hidden_calls(model, config, w.row.covid_threshold, data, w.covid)
+        alarms = hidden_calls(model, config, w.row.covid_threshold, data, w.others)
+        rest = int((~is_hard).sum())
+        print(f"| {w.study} | {w.row.trial_number} {w.row.backbone} | {int(called[is_hard].sum())} of {len(hard)} "
+              f"| {int(called[~is_hard].sum())} of {rest} ({100 * called[~is_hard].mean():.1f}%) "
+              f"| {int(alarms.sum())} of {len(alarms)} ({100 * alarms.mean():.1f}%) |")  # fmt: skip
     return 0
 
 

@@ -235,7 +235,7 @@ def top_line(frame: pd.DataFrame) -> str:
     if decides_without_lungs(hidden):
         text += (
             f" — with the lungs hidden it still tells COVID (AUC {hidden:.2f}, 0.5 is chance): part of its "
-            "decision can come from outside the lungs"
+            "decision can come from outside the lungs (a search with `--regions lung_mask` rules that out)"
         )
     return text
 

@@ -323,6 +323,7 @@ def result_caveats(
         out.append(
             f"With the lungs hidden the model still tells COVID from the other classes (validation COVID AUC "
             f"{hidden_lungs_auc:.2f}; 0.5 is chance): part of its decision can come from what lies outside the "
-            "lungs, wherever its Grad-CAM evidence sits."
+            "lungs, wherever its Grad-CAM evidence sits. A model searched with `--regions lung_mask` sees only the "
+            "lungs and cannot."
         )
     return out

@@ -126,7 +126,8 @@ def _top(**changes: object) -> pd.DataFrame:
         ({"lung_focus": None, "lung_focus_ratio": None}, "lung focus —", "uniform map"),
         (
             {"hidden_lungs_auc": 0.83},
-            "— with the lungs hidden it still tells COVID (AUC 0.83, 0.5 is chance)",
+            "— with the lungs hidden it still tells COVID (AUC 0.83, 0.5 is chance): part of its decision can "
+            "come from outside the lungs (a search with `--regions lung_mask` rules that out)",
             "uniform map",
         ),
         ({"hidden_lungs_auc": 0.55}, "lung focus 0.410", "lungs hidden"),  # within chance

@@ -377,7 +377,11 @@ def test_evaluate_and_export_leave_no_downloaded_model_behind(
             0.9,
             2.7,
             0.83,
-            ["With the lungs hidden the model still tells COVID from the other classes (validation COVID AUC 0.83"],
+            [
+                "With the lungs hidden the model still tells COVID from the other classes (validation COVID AUC "
+                "0.83; 0.5 is chance): part of its decision can come from what lies outside the lungs, wherever "
+                "its Grad-CAM evidence sits. A model searched with `--regions lung_mask` sees only the lungs and cannot."
+            ],
         ),
         (0.9, 0.9, 2.7, 0.59, []),  # within chance on a validation split
         (0.9, 0.9, 2.7, None, []),  # unmeasured (an older study): nothing to say
