@@ -2,11 +2,13 @@
 
     python -m bench.lung_region [--trials 10] [--regions full,lung_crop,...] [--out DIR]
                                 [--lung-model auto|PATH] [--min-lung-focus-ratio R]
-                                [--focus-weight W]
+                                [--max-hidden-lungs-auc A] [--focus-weight W]
 
-One study per region (``full``, ``lung_crop``, ``lung_mask``, ``lung_crop_mask``; with
-``--min-lung-focus-ratio``, under that constraint; with ``--focus-weight``, trained with that
-penalty on Grad-CAM evidence outside the lungs) on the shared sample, each with
+One study per region (``full``, ``lung_crop``, ``lung_mask``, ``lung_crop_mask``; regions joined by
+``+``, e.g. ``full+lung_crop+lung_mask``, are searched together in one study; with
+``--min-lung-focus-ratio`` or ``--max-hidden-lungs-auc``, under that constraint; with
+``--focus-weight``, trained with that penalty on Grad-CAM evidence outside the lungs) on the
+shared sample, each with
 the same space (below: the default space's two ImageNet backbones of these machines' weights,
 head-only or the top eighth fine-tuned, at 224 px), the same seed and split. For each study's
 top-ranked trial it reports:
@@ -19,7 +21,9 @@ top-ranked trial it reports:
   share of the image (1.0 is no better than a flat map). The sample has no masks, so its own
   focus comes from the segmenter; these masks were drawn by people;
 - COVID sensitivity on those X-rays as an external set (another source than the sample, all
-  COVID: sensitivity is the only figure defined), via ``search.evaluate --external``.
+  COVID: sensitivity is the only figure defined), via ``search.evaluate --external``;
+- its stored COVID AUC with the lungs hidden, and how many trials of each region the study
+  ran and completed (with a constraint, how many completed trials meet it).
 
 Each step is skipped when its result is already in ``--out``, so a stopped run resumes.
 """
@@ -46,7 +50,7 @@ SPACE = """
 [space]
 backbones = ["DenseNet121", "MobileNetV2"]
 schemes = ["three"]
-regions = ["{region}"]
+regions = {regions}
 freeze_depth = {{ low = 0.875, high = 1.0, step = 0.125 }}
 head_width = {{ low = 32, high = 512, log = true }}
 dropout = {{ low = 0.0, high = 0.5 }}
@@ -146,6 +150,8 @@ def _figures(rows: dict[str, Any], seconds: float) -> dict[str, Any]:
     return {
         "trial": val.trial_number,
         "backbone": val.backbone,
+        "region": val.input_region,
+        "hidden_lungs_auc": val.hidden_lungs_auc,
         "freeze_depth": config["freeze_depth"],
         "search_s": round(seconds),
         "val_sensitivity": val.op_sensitivity,
@@ -170,15 +176,51 @@ def _count(row: Any) -> int | None:
 
 
 def study_name(region: str, args: argparse.Namespace) -> str:
-    """The region, and what else the study was run with (each variant is its own study)."""
+    """The region(s), and what else the study was run with (each variant is its own study)."""
     name = region if args.min_lung_focus_ratio is None else f"{region}-min-ratio-{args.min_lung_focus_ratio:g}"
+    name = name if args.max_hidden_lungs_auc is None else f"{name}-max-hidden-{args.max_hidden_lungs_auc:g}"
     return name if not args.focus_weight else f"{name}-focus-{args.focus_weight:g}"
 
 
 def _label(region: str, args: argparse.Namespace) -> str:
     extra = [f"ratio >= {args.min_lung_focus_ratio:g}"] if args.min_lung_focus_ratio is not None else []
+    extra += [f"AUC lungs hidden <= {args.max_hidden_lungs_auc:g}"] if args.max_hidden_lungs_auc is not None else []
     extra += [f"focus weight {args.focus_weight:g}"] if args.focus_weight else []
     return region if not extra else f"{region} ({', '.join(extra)})"
+
+
+def _space_text(region: str, args: argparse.Namespace) -> str:
+    """The study's space: ``region`` is one region, or several joined by ``+`` (searched in one study)."""
+    text = SPACE.format(regions=json.dumps(region.split("+")))
+    text = text.replace("[training]", f"focus_weight = {args.focus_weight}\n\n[training]")
+    if args.min_lung_focus_ratio is not None:
+        text += f"min_lung_focus_ratio = {args.min_lung_focus_ratio}\n"
+    if args.max_hidden_lungs_auc is not None:
+        text += f"max_hidden_lungs_auc = {args.max_hidden_lungs_auc}\n"
+    return text
+
+
+def _trials(storage: str, study: str) -> dict[str, Any]:
+    """Every trial of the study by region and state, and how many completed ones meet its constraints."""
+    from search._study import load_study, make_storage
+    from search.store import ResultStore
+
+    _, info = load_study(make_storage(storage), study)
+    store = ResultStore(storage)
+    try:
+        rows = store.trials(study)
+    finally:
+        store.dispose()
+    by_region: dict[str, dict[str, int]] = {}
+    for r in rows:
+        counts = by_region.setdefault(r.input_region or "full", {})
+        counts[r.state] = counts.get(r.state, 0) + 1
+    completed = [r for r in rows if r.state == "COMPLETE"]
+    return {
+        "by_region": by_region,
+        "feasible": sum(info.ranking.feasible(r) for r in completed) if info.ranking.constrained else None,
+        "completed": len(completed),
+    }
 
 
 def run_region(region: str, args: argparse.Namespace, external: Path) -> dict[str, Any]:
@@ -190,9 +232,7 @@ def run_region(region: str, args: argparse.Namespace, external: Path) -> dict[st
     if done.exists() and not args.refresh:
         return dict(json.loads(done.read_text()))
     space = folder / "space.toml"
-    constraint = args.min_lung_focus_ratio
-    text = SPACE.format(region=region).replace("[training]", f"focus_weight = {args.focus_weight}\n\n[training]")
-    space.write_text(text + ("" if constraint is None else f"min_lung_focus_ratio = {constraint}\n"))
+    space.write_text(_space_text(region, args))
     seconds = 0.0
     if not (folder / "searched").exists():
         seconds = _run(
@@ -209,7 +249,7 @@ def run_region(region: str, args: argparse.Namespace, external: Path) -> dict[st
     if f"external:{EXTERNAL}" not in rows:
         _run(["-m", "search.evaluate", "--study", study, "--trial", str(top), "--storage", storage,
               "--external", str(external), "--name", EXTERNAL], log)  # fmt: skip
-    figures = _figures(_rows(storage, study), seconds)
+    figures = {**_figures(_rows(storage, study), seconds), **_trials(storage, study)}
     done.write_text(json.dumps(figures, indent=2))
     return figures
 
@@ -226,22 +266,30 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _by_region(f: dict[str, Any]) -> str:
+    """``full 3/5, lung_mask 4/4``: completed of all trials per region (and how many are feasible)."""
+    counts = f.get("by_region") or {}
+    text = ", ".join(f"{r} {c.get('COMPLETE', 0)}/{sum(c.values())}" for r, c in sorted(counts.items()))
+    return text + ("" if f.get("feasible") is None else f"; feasible {f['feasible']}/{f.get('completed')}")
+
+
 def table(results: dict[str, dict[str, Any]]) -> str:
     head = (
-        "| region | top trial | val sens / spec % | test sens / spec % | focus on sample (segmenter) share / ratio "
-        "| focus on human masks share / ratio / peak in lungs (n) | external COVID sensitivity % (n) | search s |"
+        "| study | top trial | val sens / spec % | test sens / spec % | focus on sample (segmenter) share / ratio "
+        "| focus on human masks share / ratio / peak in lungs (n) | external COVID sensitivity % (n) "
+        "| AUC lungs hidden | trials: completed/all by region | search s |"
     )
-    lines = [head, "|" + "---|" * 8]
+    lines = [head, "|" + "---|" * 10]
     for region, f in results.items():
         lines.append(
-            f"| {region} | {f['trial']} {f['backbone']} fd={f['freeze_depth']} "
+            f"| {region} | {f['trial']} {f.get('region') or ''} {f['backbone']} fd={f['freeze_depth']} "
             f"| {_pct(f['val_sensitivity'])} / {_pct(f['val_specificity'])} "
             f"| {_pct(f['test_sensitivity'])} / {_pct(f['test_specificity'])} "
             f"| {_pct(f['sample_focus'])} / {_num(f['sample_focus_ratio'])} "
             f"| {_pct(f['human_focus'])} / {_num(f['human_focus_ratio'])} / {_pct(f.get('human_pointing'))} "
             f"({f['human_focus_n']}) "
             f"| {_pct(f['external_sensitivity'])} {_interval(f.get('external_sensitivity_ci'))} ({f['external_n']}) "
-            f"| {f['search_s']} |"
+            f"| {_num(f.get('hidden_lungs_auc'))} | {_by_region(f)} | {f['search_s']} |"
         )
     return "\n".join(lines)
 
@@ -259,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         "--min-lung-focus-ratio",
         type=float,
         help="search each region under this lung-focus constraint (separate studies, named with it)",
+    )
+    parser.add_argument(
+        "--max-hidden-lungs-auc",
+        type=float,
+        help="search each study under this lungs-hidden constraint (separate studies, named with it)",
     )
     parser.add_argument(
         "--focus-weight",

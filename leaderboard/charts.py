@@ -39,6 +39,7 @@ def sensitivity_focus_figure(
     frame: pd.DataFrame,
     *,
     min_lung_focus_ratio: float | None = None,
+    max_hidden_lungs_auc: float | None = None,
     front_trials: Collection[int] | None = None,
 ) -> go.Figure:
     """COVID sensitivity (at the target specificity where trials have it) against lung focus,
@@ -48,6 +49,8 @@ def sensitivity_focus_figure(
     ``min_lung_focus_ratio`` (a study's lung-focus constraint): the y axis is lung focus / lung
     area, the figure the constraint is on, with the threshold drawn as a line and the trials
     below it marked infeasible (the unmeasured ones, also infeasible, are counted in the title).
+    ``max_hidden_lungs_auc`` (a study's lungs-hidden constraint): the trials above it, or
+    unmeasured, are marked infeasible too.
     ``front_trials`` (the Optuna trial numbers of a multi-objective study's ``best_trials``, see
     :func:`optuna_front`): Optuna's own front is marked instead of the one drawn from this plane.
     Past :data:`SCATTER_MAX_POINTS` completed trials, the front and a sample of the others are drawn.
@@ -55,8 +58,9 @@ def sensitivity_focus_figure(
     done = frame[frame["state"] == "COMPLETE"].copy()
     x = "op_sensitivity" if "op_sensitivity" in done and done["op_sensitivity"].notna().any() else "covid_sensitivity"
     measured = done["lung_focus"].notna().any()
-    constrained = min_lung_focus_ratio is not None and "lung_focus_ratio" in done
-    y = "lung_focus_ratio" if constrained and measured else "lung_focus" if measured else "covid_auc"
+    by_focus = min_lung_focus_ratio is not None and "lung_focus_ratio" in done
+    by_hidden = max_hidden_lungs_auc is not None and "hidden_lungs_auc" in done
+    y = "lung_focus_ratio" if by_focus and measured else "lung_focus" if measured else "covid_auc"
     if front_trials is not None:
         engine = done["engine"] if "engine" in done else pd.Series("optuna", index=done.index)
         done["pareto"] = done["trial_number"].isin(list(front_trials)) & (engine == "optuna")
@@ -65,12 +69,18 @@ def sensitivity_focus_figure(
         done["pareto"] = pareto_front(done, x, y)
         front_name = "Pareto front"
     title = f"{LABELS[x]} vs {LABELS[y]}" + ("" if measured else " (lung focus not measured yet)")
-    if constrained:
-        assert min_lung_focus_ratio is not None
-        ratio = done["lung_focus_ratio"]
-        done["infeasible"] = ~(ratio >= min_lung_focus_ratio)  # NaN (unmeasured) compares False: infeasible
-        unmeasured = int(ratio.isna().sum())
-        title += f"; infeasible: below {min_lung_focus_ratio:g}" + (
+    reasons = []
+    done["infeasible"] = False
+    if by_focus:
+        # NaN (unmeasured) compares False: infeasible.
+        done["infeasible"] |= ~(done["lung_focus_ratio"] >= min_lung_focus_ratio)
+        reasons.append(f"below {min_lung_focus_ratio:g}")
+    if by_hidden:
+        done["infeasible"] |= ~(done["hidden_lungs_auc"] <= max_hidden_lungs_auc)
+        reasons.append(f"AUC with the lungs hidden above {max_hidden_lungs_auc:g}")
+    if reasons:
+        unmeasured = int(done[y].isna().sum())
+        title += f"; infeasible: {', or '.join(reasons)}" + (
             f" ({unmeasured} unmeasured, not shown)" if unmeasured else ""
         )
     if len(done) > SCATTER_MAX_POINTS:
@@ -91,20 +101,20 @@ def sensitivity_focus_figure(
     )
     front = done[done["pareto"]].sort_values(x)
     fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name=front_name, line={"dash": "dot"}))
-    if constrained and y == "lung_focus_ratio":
-        assert min_lung_focus_ratio is not None
+    if reasons:
         bad = done[done["infeasible"] & done[y].notna()]
         fig.add_trace(
             go.Scatter(
                 x=bad[x],
                 y=bad[y],
                 mode="markers",
-                name=f"infeasible (below {min_lung_focus_ratio:g})",
+                name=f"infeasible ({', or '.join(reasons)})",
                 marker={"symbol": "x-thin-open", "size": 14, "color": "red", "line": {"width": 2}},
                 customdata=bad["trial_number"],
                 hovertemplate="trial %{customdata}: infeasible<extra></extra>",
             )
         )
+    if by_focus and y == "lung_focus_ratio":
         fig.add_hline(
             y=min_lung_focus_ratio,
             line_dash="dash",

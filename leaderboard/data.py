@@ -188,10 +188,9 @@ def rule_text(ranking: Ranking) -> str:
     parts = [f"{LABELS.get(c, c)} {'↓' if RANKABLE.get(c, True) else '↑'}" for c in ranking.keys]
     floor = ranking.min_specificity
     floor_text = f"; trials below argmax COVID specificity {floor:.2f} rank after the others" if floor > 0 else ""
-    minimum = ranking.min_lung_focus_ratio
-    if minimum is not None:
+    if ranking.constrained:
         floor_text += (
-            f"; the study's constraint: trials below lung focus / lung area {minimum:g} (or unmeasured) "
+            f"; the study's constraint: trials that miss {ranking.constraint_text()} (or are unmeasured) "
             "rank after every trial that meets it"
         )
     return "Ranked by " + ", then ".join(parts) + f" (unknown values last{floor_text}; validation split only)."
@@ -216,7 +215,7 @@ def top_line(frame: pd.DataFrame) -> str:
         text += f"COVID sensitivity {_fmt(top['covid_sensitivity'])} (argmax), "
     text += f"COVID AUC {_fmt(top['covid_auc'])}, lung focus {_fmt(top['lung_focus'])}"
     if top.get("infeasible", False):
-        text += " — below the study's lung-focus constraint, like every trial shown"
+        text += " — it misses the study's constraint, like every trial shown"
     if top["below_floor"]:
         text += " — below the specificity floor, like every trial shown"
     if top.get("review") == "shortcut":
@@ -618,11 +617,15 @@ def study_version(engine: Engine, study: str) -> str:
 
 def study_ranking(engine: Engine, study: str) -> Ranking:
     """The study's own default ranking (its operating target decides the first figure; its
-    lung-focus constraint, if any, puts the trials that meet it first)."""
+    constraints, if any, put the trials that meet them first)."""
     from search.space import SearchSpace
 
     space = _study_attr(engine, study, "cxr_space")
     if space is None:
         return DEFAULT_RANKING
     training = SearchSpace.from_dict(json.loads(space)).training
-    return Ranking.for_figure(training.target.ranked_figure, min_lung_focus_ratio=training.min_lung_focus_ratio)
+    return Ranking.for_figure(
+        training.target.ranked_figure,
+        min_lung_focus_ratio=training.min_lung_focus_ratio,
+        max_hidden_lungs_auc=training.max_hidden_lungs_auc,
+    )

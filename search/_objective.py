@@ -1,7 +1,8 @@
 """The Optuna objective: suggest a config, run and record the trial, return val_loss.
 
 With the study's ``min_lung_focus_ratio`` a completed trial also gets its lung-focus constraint
-value (see ``search._study.focus_constraint``).
+value (see ``search._study.focus_constraint``), and with ``max_hidden_lungs_auc`` its
+lungs-hidden one (``search._study.hidden_constraint``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import optuna
 from search._engines import OPTUNA
 from search._recording import TrialRecorder
 from search._runtime import run_and_record
-from search._study import FOCUS_CONSTRAINT, focus_constraint
+from search._study import FOCUS_CONSTRAINT, HIDDEN_CONSTRAINT, focus_constraint, hidden_constraint
 from search._trial import TrialData
 from search.space import SearchSpace
 
@@ -47,7 +48,10 @@ class Objective:
         trial.set_user_attr("accuracy", outcome.metrics.accuracy)
         ratio = outcome.focus.ratio if outcome.focus is not None else None
         trial.set_user_attr("lung_focus_ratio", ratio)
-        minimum = self.space.training.min_lung_focus_ratio
+        trial.set_user_attr("hidden_lungs_auc", outcome.hidden_lungs_auc)
+        minimum, maximum = self.space.training.min_lung_focus_ratio, self.space.training.max_hidden_lungs_auc
         if minimum is not None:
             trial.set_constraint(FOCUS_CONSTRAINT, focus_constraint(ratio, minimum))
+        if maximum is not None:
+            trial.set_constraint(HIDDEN_CONSTRAINT, hidden_constraint(outcome.hidden_lungs_auc, maximum))
         return outcome.fit.best_val_loss

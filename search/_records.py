@@ -21,7 +21,6 @@ from search.store import (
     TrialRow,
     describe_shortcut,
     meets_floor,
-    meets_focus,
     trial_label,
 )
 
@@ -85,14 +84,19 @@ def find_trial(
 
 
 def _warn_if_infeasible(study: str, chosen: TrialRow, ranking: Ranking) -> None:
-    """Feasible trials rank first, so an infeasible top means that no trial meets the study's constraint."""
-    minimum, ratio = ranking.min_lung_focus_ratio, chosen.lung_focus_ratio
-    if not meets_focus(ratio, minimum):
-        has = "no measured lung focus" if ratio is None else f"lung focus ratio {ratio:.2f}"
-        _logger.warning(
-            f"no completed trial of {study!r} meets its constraint lung_focus_ratio >= {minimum:g}; "
-            f"the top-ranked trial {chosen.trial_number} has {has}."
-        )
+    """Feasible trials rank first, so an infeasible top means that no trial meets the study's constraints."""
+    if ranking.feasible(chosen):
+        return
+    ratio, auc = chosen.lung_focus_ratio, chosen.hidden_lungs_auc
+    has = []
+    if ranking.min_lung_focus_ratio is not None:
+        has.append("no measured lung focus" if ratio is None else f"lung focus ratio {ratio:.2f}")
+    if ranking.max_hidden_lungs_auc is not None:
+        has.append("no measured AUC with the lungs hidden" if auc is None else f"AUC with the lungs hidden {auc:.2f}")
+    _logger.warning(
+        f"no completed trial of {study!r} meets its constraint {ranking.constraint_text()}; "
+        f"the top-ranked trial {chosen.trial_number} has {' and '.join(has)}."
+    )
 
 
 def shortcut_verdicts(store: ResultStore, study: str) -> dict[tuple[str, int], Review]:

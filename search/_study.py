@@ -23,11 +23,13 @@ from search.store import Ranking, mask_url
 
 __all__ = [
     "FOCUS_CONSTRAINT",
+    "HIDDEN_CONSTRAINT",
     "StudyInfo",
     "check_engine_constraints",
     "check_study_exists",
     "create_study",
     "focus_constraint",
+    "hidden_constraint",
     "load_study",
     "make_pruner",
     "make_storage",
@@ -96,7 +98,9 @@ def study_ranking(space: SearchSpace) -> Ranking:
     specificity at the target sensitivity), then lung focus, then COVID AUC; with a lung-focus
     constraint, the trials that meet it before all others."""
     t = space.training
-    return Ranking.for_figure(t.target.ranked_figure, min_lung_focus_ratio=t.min_lung_focus_ratio)
+    return Ranking.for_figure(
+        t.target.ranked_figure, min_lung_focus_ratio=t.min_lung_focus_ratio, max_hidden_lungs_auc=t.max_hidden_lungs_auc
+    )
 
 
 # The lung-focus constraint, as Optuna stores it on a trial (``trial.constraints[FOCUS_CONSTRAINT]``).
@@ -129,15 +133,34 @@ def focus_constraint(ratio: float | None, minimum: float) -> float:
     return float(minimum) - float(ratio)
 
 
+# The lungs-hidden constraint, stored beside the lung-focus one: Optuna reads a trial as
+# feasible only when every constraint value is <= 0.
+HIDDEN_CONSTRAINT = "hidden_lungs_auc"
+
+
+def hidden_constraint(auc: float | None, maximum: float) -> float:
+    """The constraint value of a completed trial: ``auc - maximum`` (feasible when <= 0).
+
+    A trial whose COVID AUC with the lungs hidden could not be measured (no lung mask on its
+    validation images, or one class among them) is infeasible and counts as worse than any
+    measured trial: ``2 - maximum``, as if its AUC were 2. As with lung focus, the constraint
+    asks for evidence (that the decision needs the lungs) and such a trial has none.
+    """
+    if auc is None or math.isnan(auc):
+        return 2.0 - float(maximum)
+    return float(auc) - float(maximum)
+
+
 def check_engine_constraints(space: SearchSpace, engine: str) -> None:
-    """Refuse a lung-focus constraint on an engine that cannot apply it (KerasTuner's oracles
-    take no constraints)."""
-    minimum = space.training.min_lung_focus_ratio
-    if engine == KERAS_TUNER and minimum is not None:
-        raise SearchError(
-            f"`min_lung_focus_ratio` needs the Optuna engine (KerasTuner's oracles take no constraints), but got "
-            f"min_lung_focus_ratio={minimum} with --engine keras-tuner; drop it or use --engine optuna."
-        )
+    """Refuse a constraint on an engine that cannot apply it (KerasTuner's oracles take no constraints)."""
+    t = space.training
+    constraints = {"min_lung_focus_ratio": t.min_lung_focus_ratio, "max_hidden_lungs_auc": t.max_hidden_lungs_auc}
+    for name, value in constraints.items():
+        if engine == KERAS_TUNER and value is not None:
+            raise SearchError(
+                f"`{name}` needs the Optuna engine (KerasTuner's oracles take no constraints), but got "
+                f"{name}={value} with --engine keras-tuner; drop it or use --engine optuna."
+            )
 
 
 def make_storage(url: str) -> optuna.storages.RDBStorage:

@@ -78,8 +78,8 @@ def _sidebar(url: str, study: str) -> _View:
         engines=tuple(st.sidebar.multiselect("Engine", choices["engines"])),
     )
     live = st.sidebar.toggle("Refresh while workers run", value=True)
-    # The study's lung-focus constraint (if any) stays part of every rule chosen here.
-    chosen = Ranking(tuple(rule or default.keys), floor, default.min_lung_focus_ratio)
+    # The study's constraints (if any) stay part of every rule chosen here.
+    chosen = default.with_keys(rule or default.keys, floor)
     return _View(study, chosen, filters, 10 if live else None)
 
 
@@ -133,7 +133,7 @@ _COLUMNS = {
     "wall_time_s": st.column_config.NumberColumn("time (s)", format="%.0f"),
     "params": st.column_config.NumberColumn("parameters", format="%d"),
     "below_floor": st.column_config.CheckboxColumn("below specificity floor"),
-    "infeasible": st.column_config.CheckboxColumn("below lung-focus constraint"),
+    "infeasible": st.column_config.CheckboxColumn("misses the study's constraint"),
 }
 # Who and which first, then the COVID figures at the target with their interval, then the rest.
 _FIRST = (
@@ -172,7 +172,7 @@ def _board(url: str, view: _View) -> pd.DataFrame:
         )
     if problem:
         st.caption(f"Reviews cannot be shown: {D.escape_markdown(problem)}")
-    shown = frame if view.rule.min_lung_focus_ratio is not None else frame.drop(columns="infeasible")
+    shown = frame if view.rule.constrained else frame.drop(columns="infeasible")
     shown = shown.assign(review=shown["review"].fillna(""))
     event = st.dataframe(
         shown,
@@ -231,8 +231,13 @@ def _charts(url: str, study: str, rule: Ranking) -> None:
     kind: str = st.selectbox("Chart", list(CHARTS), format_func=lambda k: CHARTS[k])
     try:
         if kind == "sensitivity":
-            frame, minimum, front = B.all_trials(url, study), rule.min_lung_focus_ratio, _front(url, study)
-            figure = charts.sensitivity_focus_figure(frame, min_lung_focus_ratio=minimum, front_trials=front)
+            frame, front = B.all_trials(url, study), _front(url, study)
+            figure = charts.sensitivity_focus_figure(
+                frame,
+                min_lung_focus_ratio=rule.min_lung_focus_ratio,
+                max_hidden_lungs_auc=rule.max_hidden_lungs_auc,
+                front_trials=front,
+            )
             st.plotly_chart(figure)
         else:
             st.plotly_chart(charts.optuna_figure(B.optuna_study(url, study), kind))

@@ -141,15 +141,15 @@ def _pool(
 
 
 def _feasible_first(eligible: list[TrialRow], ranking: Ranking, study: str) -> list[TrialRow]:
-    """The default pool under a lung-focus constraint: only trials that meet it, when any with a
+    """The default pool under a study's constraints: only trials that meet them, when any with a
     saved model does (the ensemble selection would otherwise pick infeasible members by loss)."""
-    if ranking.min_lung_focus_ratio is None:
+    if not ranking.constrained:
         return eligible
     feasible = [r for r in eligible if ranking.feasible(r)]
     if not feasible:
         _logger.warning(
-            f"no completed trial of {study!r} with a saved model meets lung focus / lung area >= "
-            f"{ranking.min_lung_focus_ratio:g}; the ensemble is chosen among infeasible trials."
+            f"no completed trial of {study!r} with a saved model meets {ranking.constraint_text()}; "
+            "the ensemble is chosen among infeasible trials."
         )
         return eligible
     return feasible

@@ -65,6 +65,16 @@ def _min_lung_focus_ratio(text: str) -> float:
     return value
 
 
+def _max_hidden_lungs_auc(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.5 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"`0.5 <= --max-hidden-lungs-auc <= 1` must hold, but got {text!r}")
+    return value
+
+
 def _focus_weight(text: str) -> float:
     try:
         value = float(text)
@@ -137,6 +147,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="R",
         help="constraint: a completed trial whose Grad-CAM lung focus / lung area is below R (1.0: a flat map) "
         "or unmeasured is infeasible; Optuna avoids such trials and they rank last (overrides the config)",
+    )
+    p.add_argument(
+        "--max-hidden-lungs-auc",
+        type=_max_hidden_lungs_auc,
+        metavar="A",
+        help="constraint: a completed trial whose COVID AUC on validation X-rays with the lungs hidden is above A "
+        "(0.5: it cannot tell COVID without the lungs) or unmeasured is infeasible; Optuna avoids such trials and "
+        "they rank last (overrides the config)",
     )
     p.add_argument(
         "--focus-weight",

@@ -34,22 +34,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     status = run_workers(plan) if plan.engine == "optuna" else run_tuner(plan)
     store = ResultStore(plan.storage)
-    minimum = plan.space.training.min_lung_focus_ratio
+    ranking = study_ranking(plan.space)
     # With a constraint every completed trial is counted; else the top five are all it shows.
-    completed = store.ranked(plan.study, limit=5 if minimum is None else None, ranking=study_ranking(plan.space))
+    completed = store.ranked(plan.study, limit=None if ranking.constrained else 5, ranking=ranking)
     rows = completed[:5]
     target = plan.space.training.target
     constraint = ""
-    if minimum is not None:
-        constraint = f"; those below lung focus / lung area {minimum:g} (or unmeasured) after all others"
+    if ranking.constrained:
+        constraint = f"; those that miss {ranking.constraint_text()} (or are unmeasured) after all others"
     print(
         f"\nWall time {time.perf_counter() - started:.0f}s. Top trials (validation split; COVID threshold chosen "
         f"for {target.describe()}, ranked by the {'sensitivity' if target.kind == 'specificity' else 'specificity'} "
         f"it gives; those below argmax COVID specificity {MIN_SPECIFICITY:.2f} after the others{constraint}):"
     )
     print(top_table(rows) if rows else "  no completed trial yet")
-    if minimum is not None:
-        print(feasibility_line(completed, minimum))
+    if ranking.constrained:
+        print(feasibility_line(completed, ranking))
     if rows:
         storage = "" if plan.storage == settings().storage else " --storage URL"
         print(

@@ -65,6 +65,7 @@ def _space(args: argparse.Namespace) -> SearchSpace:
         target_sensitivity=args.target_sensitivity,
         folds=args.folds,
         min_lung_focus_ratio=args.min_lung_focus_ratio,
+        max_hidden_lungs_auc=args.max_hidden_lungs_auc,
     )
     return space.check()
 
@@ -243,9 +244,10 @@ def _lung_model(choice: str, manifest: Manifest) -> str | None:
 
 
 def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: str | None) -> SearchSpace:
-    """A lung-focus constraint on data where no trial's focus can be measured (no dataset mask and
-    ``--lung-model none``) would make every trial infeasible, and a lung region has nothing to
-    cut: both refused. A focus penalty there has no lungs to favour: it is turned off, with a warning."""
+    """A constraint on data where no trial's lung focus or lungs-hidden AUC can be measured (no
+    dataset mask and ``--lung-model none``) would make every trial infeasible, and a lung region
+    has nothing to cut: both refused. A focus penalty there has no lungs to favour: it is turned
+    off, with a warning."""
     no_lungs = lung_model is None and not any(e.mask for e in manifest.entries)
     regions = [r for r in space.regions if r != "full"]
     if regions and no_lungs:
@@ -254,13 +256,17 @@ def _check_focus_measurable(space: SearchSpace, manifest: Manifest, lung_model: 
             "is none; leave --lung-model at auto (the packaged segmenter), pass a segmenter file, or search "
             "`full` only."
         )
-    minimum = space.training.min_lung_focus_ratio
-    if minimum is not None and no_lungs:
-        raise SearchError(
-            f"`min_lung_focus_ratio` needs lung masks to measure lung focus, but got min_lung_focus_ratio={minimum} "
-            "on a dataset without any and --lung-model none; leave --lung-model at auto (the packaged segmenter), "
-            "pass a segmenter file, or drop the constraint."
-        )
+    t = space.training
+    for name, value, what in (
+        ("min_lung_focus_ratio", t.min_lung_focus_ratio, "measure lung focus"),
+        ("max_hidden_lungs_auc", t.max_hidden_lungs_auc, "hide the lungs"),
+    ):
+        if value is not None and no_lungs:
+            raise SearchError(
+                f"`{name}` needs lung masks to {what}, but got {name}={value} on a dataset without any and "
+                "--lung-model none; leave --lung-model at auto (the packaged segmenter), pass a segmenter file, "
+                "or drop the constraint."
+            )
     weight = space.focus_weight
     if weight.high > 0 and no_lungs:
         # On by default, so not an error: with no lungs anywhere the penalty would ask nothing.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from search.store import TrialRow, meets_focus
+from search.store import Ranking, TrialRow
 
 __all__ = ["feasibility_line", "top_table"]
 
@@ -60,15 +60,19 @@ def top_table(rows: Sequence[TrialRow]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
 
 
-def feasibility_line(rows: Sequence[TrialRow], minimum: float) -> str:
-    """How many completed trials met the lung-focus constraint ``lung focus / lung area >= minimum``."""
-    feasible = sum(meets_focus(r.lung_focus_ratio, minimum) for r in rows)
-    unmeasured = sum(r.lung_focus_ratio is None for r in rows)
-    text = f"Feasible (lung focus / lung area >= {minimum:g}): {feasible} of {len(rows)} completed trial(s)"
+def feasibility_line(rows: Sequence[TrialRow], ranking: Ranking) -> str:
+    """How many completed trials met the study's constraints (``ranking.constrained`` must hold)."""
+    feasible = sum(ranking.feasible(r) for r in rows)
+    text = f"Feasible ({ranking.constraint_text()}): {feasible} of {len(rows)} completed trial(s)"
     if feasible < len(rows):
         text += "; the others rank after them"
+        unmeasured = []
+        if ranking.min_lung_focus_ratio is not None and (n := sum(r.lung_focus_ratio is None for r in rows)):
+            unmeasured.append(f"{n} without a measured lung focus")
+        if ranking.max_hidden_lungs_auc is not None and (n := sum(r.hidden_lungs_auc is None for r in rows)):
+            unmeasured.append(f"{n} without a measured AUC with the lungs hidden")
         if unmeasured:
-            text += f" ({unmeasured} without a measured lung focus)"
+            text += f" ({', '.join(unmeasured)})"
     if rows and not feasible:
         text += ". No trial meets the constraint: the top trial above is infeasible"
     return text + "."

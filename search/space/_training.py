@@ -41,6 +41,10 @@ class TrainingSettings:
     # given to Optuna's sampler (search._study.focus_constraint) and put first in the ranking.
     # None: no constraint.
     min_lung_focus_ratio: float | None = None
+    # A constraint on every completed trial: COVID AUC on validation images with the lungs hidden
+    # (search._hidden) at most this much, given to Optuna's sampler (search._study.hidden_constraint)
+    # and put first in the ranking with the one above. None: no constraint.
+    max_hidden_lungs_auc: float | None = None
 
     @property
     def target(self) -> OperatingTarget:
@@ -53,6 +57,9 @@ class TrainingSettings:
         ratio = self.min_lung_focus_ratio
         if ratio is not None and not _finite_at_least_zero(ratio):
             raise SearchError(f"`min_lung_focus_ratio >= 0` must hold, but got min_lung_focus_ratio={ratio!r}.")
+        auc = self.max_hidden_lungs_auc
+        if auc is not None and not (_finite_at_least_zero(auc) and 0.5 <= auc <= 1.0):
+            raise SearchError(f"`0.5 <= max_hidden_lungs_auc <= 1` must hold, but got max_hidden_lungs_auc={auc!r}.")
         rules = [
             (16 <= self.image_size <= 2048, "`16 <= image_size <= 2048`", f"image_size={self.image_size}"),
             (self.batch_size >= 1, "`batch_size >= 1`", f"batch_size={self.batch_size}"),

@@ -18,10 +18,12 @@ from search.store._ranking import (
     DIRECTIONS,
     MIN_SPECIFICITY,
     Ranking,
+    check_max_hidden_lungs_auc,
     check_min_lung_focus_ratio,
     check_min_specificity,
     meets_floor,
     meets_focus,
+    meets_hidden,
 )
 from search.store._reviews import (
     NOTE_MAX_CHARS,
@@ -72,6 +74,7 @@ __all__ = [
     "ReviewRow",
     "TrialRow",
     "add_storage_argument",
+    "check_max_hidden_lungs_auc",
     "check_min_lung_focus_ratio",
     "check_min_specificity",
     "check_note",
@@ -87,6 +90,7 @@ __all__ = [
     "mask_url",
     "meets_floor",
     "meets_focus",
+    "meets_hidden",
     "mistake_candidates",
     "parse_mistakes",
     "parse_url",

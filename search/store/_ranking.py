@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, literal
+from sqlalchemy import ColumnElement, and_, case, literal, true
 
 from search.store._schema import TrialRow
 
@@ -21,10 +21,12 @@ __all__ = [
     "DIRECTIONS",
     "MIN_SPECIFICITY",
     "Ranking",
+    "check_max_hidden_lungs_auc",
     "check_min_lung_focus_ratio",
     "check_min_specificity",
     "meets_floor",
     "meets_focus",
+    "meets_hidden",
 ]
 
 # Columns a ranking may sort on, and their direction (True: higher is better).
@@ -89,6 +91,25 @@ def meets_focus(ratio: float | None, minimum: float | None) -> bool:
     return ratio is not None and not math.isnan(ratio) and ratio >= minimum
 
 
+def check_max_hidden_lungs_auc(value: float | None) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.5 <= value <= 1.0
+    if value is not None and not ok:
+        raise ValueError(f"`0.5 <= max_hidden_lungs_auc <= 1` must hold, but got max_hidden_lungs_auc={value!r}.")
+    return value
+
+
+def meets_hidden(auc: float | None, maximum: float | None) -> bool:
+    """Whether a trial satisfies a study's lungs-hidden constraint (``auc <= maximum``).
+
+    No constraint (``maximum`` None): yes. An unmeasured (None or NaN) AUC: no, a trial whose
+    decision could not be checked without the lungs does not meet it (as its constraint value
+    for Optuna's sampler says, see ``search._study.hidden_constraint``).
+    """
+    if maximum is None:
+        return True
+    return auc is not None and not math.isnan(auc) and auc <= maximum
+
+
 def _value(row: Any, name: str) -> float | None:
     value = row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -98,17 +119,19 @@ def _value(row: Any, name: str) -> float | None:
 
 @dataclass(frozen=True)
 class Ranking:
-    """With ``min_lung_focus_ratio`` (a study's lung-focus constraint), trials that meet it first;
-    then trials that reach ``min_specificity``; within each group, ``keys`` in order (each in its
-    own direction, unknown values last); then trial number and engine.
+    """With a study's constraints, the trials that meet all of them first: ``min_lung_focus_ratio``
+    (Grad-CAM lung focus / lung area at least this) and ``max_hidden_lungs_auc`` (COVID AUC with
+    the lungs hidden at most this); then trials that reach ``min_specificity``; within each group,
+    ``keys`` in order (each in its own direction, unknown values last); then trial number and engine.
 
-    The constraint comes first so that the top row (the leaderboard's first, the default winner)
+    The constraints come first so that the top row (the leaderboard's first, the default winner)
     is a feasible trial whenever one exists, even one below the specificity floor.
     """
 
     keys: tuple[str, ...] = ("op_sensitivity", "lung_focus", "covid_auc")
     min_specificity: float = MIN_SPECIFICITY
     min_lung_focus_ratio: float | None = None
+    max_hidden_lungs_auc: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.keys if k not in DIRECTIONS]
@@ -116,32 +139,59 @@ class Ranking:
             raise ValueError(f"A ranking must list columns among {', '.join(DIRECTIONS)}, but got {list(self.keys)}.")
         check_min_specificity(self.min_specificity)
         check_min_lung_focus_ratio(self.min_lung_focus_ratio)
+        check_max_hidden_lungs_auc(self.max_hidden_lungs_auc)
 
     @classmethod
     def for_figure(
-        cls, figure: str, min_specificity: float = MIN_SPECIFICITY, min_lung_focus_ratio: float | None = None
+        cls,
+        figure: str,
+        min_specificity: float = MIN_SPECIFICITY,
+        min_lung_focus_ratio: float | None = None,
+        max_hidden_lungs_auc: float | None = None,
     ) -> Ranking:
         """The default rule around a study's ranked figure (see ``OperatingTarget.ranked_figure``)."""
-        return cls((figure, "lung_focus", "covid_auc"), min_specificity, min_lung_focus_ratio)
+        return cls((figure, "lung_focus", "covid_auc"), min_specificity, min_lung_focus_ratio, max_hidden_lungs_auc)
 
-    def with_keys(self, keys: Sequence[str]) -> Ranking:
-        return Ranking(tuple(keys), self.min_specificity, self.min_lung_focus_ratio)
+    def with_keys(self, keys: Sequence[str], min_specificity: float | None = None) -> Ranking:
+        """The same constraints with other sort keys (and floor): a rule chosen on the leaderboard."""
+        floor = self.min_specificity if min_specificity is None else min_specificity
+        return Ranking(tuple(keys), floor, self.min_lung_focus_ratio, self.max_hidden_lungs_auc)
+
+    @property
+    def constrained(self) -> bool:
+        return self.min_lung_focus_ratio is not None or self.max_hidden_lungs_auc is not None
+
+    def constraint_text(self) -> str:
+        """The study's constraints in words ("" without any), e.g. for "trials that miss ... rank last"."""
+        parts = []
+        if self.min_lung_focus_ratio is not None:
+            parts.append(f"lung focus / lung area >= {self.min_lung_focus_ratio:g}")
+        if self.max_hidden_lungs_auc is not None:
+            parts.append(f"COVID AUC with the lungs hidden <= {self.max_hidden_lungs_auc:g}")
+        return " and ".join(parts)
 
     def below_floor(self) -> ColumnElement[int]:
         """1 for rows below the specificity floor (or without a specificity), else 0."""
         return case((TrialRow.covid_specificity >= self.min_specificity, 0), else_=1)
 
     def infeasible(self) -> ColumnElement[int]:
-        """1 for rows that violate the lung-focus constraint (an unmeasured ratio does), else 0;
-        always 0 without a constraint."""
-        if self.min_lung_focus_ratio is None:
+        """1 for rows that violate a constraint (an unmeasured figure does: NULL compares false),
+        else 0; always 0 without a constraint."""
+        if not self.constrained:
             return literal(0)
-        return case((TrialRow.lung_focus_ratio >= self.min_lung_focus_ratio, 0), else_=1)
+        focus, hidden = self.min_lung_focus_ratio, self.max_hidden_lungs_auc
+        meets = and_(
+            true() if focus is None else TrialRow.lung_focus_ratio >= focus,
+            true() if hidden is None else TrialRow.hidden_lungs_auc <= hidden,
+        )
+        return case((meets, 0), else_=1)
 
     def feasible(self, row: Any) -> bool:
-        """Whether a row (an object or a mapping) meets the lung-focus constraint; the Python
+        """Whether a row (an object or a mapping) meets the study's constraints; the Python
         reading of :meth:`infeasible`."""
-        return meets_focus(_value(row, "lung_focus_ratio"), self.min_lung_focus_ratio)
+        return meets_focus(_value(row, "lung_focus_ratio"), self.min_lung_focus_ratio) and meets_hidden(
+            _value(row, "hidden_lungs_auc"), self.max_hidden_lungs_auc
+        )
 
     def order_by(self) -> list[ColumnElement[Any]]:
         """The SQL sort clauses, best row first."""
@@ -149,13 +199,13 @@ class Ranking:
             getattr(TrialRow, k).desc().nulls_last() if DIRECTIONS[k] else getattr(TrialRow, k).asc().nulls_last()
             for k in self.keys
         ]
-        constraint = [] if self.min_lung_focus_ratio is None else [self.infeasible()]
+        constraint = [self.infeasible()] if self.constrained else []
         return [*constraint, self.below_floor(), *order, TrialRow.trial_number, TrialRow.engine]
 
     def key(self, row: Any) -> tuple[Any, ...]:
         """A Python sort key (ascending: best first) over a row, an object or a mapping, that
         orders exactly as :meth:`order_by` does in SQL."""
-        parts: list[Any] = [] if self.min_lung_focus_ratio is None else [0 if self.feasible(row) else 1]
+        parts: list[Any] = [0 if self.feasible(row) else 1] if self.constrained else []
         parts.append(0 if meets_floor(_value(row, "covid_specificity"), self.min_specificity) else 1)
         for name in self.keys:
             value = _value(row, name)

@@ -1,6 +1,6 @@
-"""The leaderboard under a study's lung-focus constraint: its ranking, table, rule text and the
-sensitivity-vs-focus chart (threshold line, infeasible trials marked; Optuna's own front for a
-multi-objective study)."""
+"""The leaderboard under a study's constraints (lung focus, COVID AUC with the lungs hidden): its
+ranking, table, rule text and the sensitivity-vs-focus chart (threshold line, infeasible trials
+marked; Optuna's own front for a multi-objective study)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ from search.store import ResultStore, config_row
 CONFIG = TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three")
 # trial: (COVID sensitivity at the target, lung focus / lung area); None: unmeasured.
 FIGURES: list[tuple[float, float | None]] = [(0.99, 0.9), (0.8, 1.3), (0.97, None), (0.85, 1.2), (0.7, 1.19)]
+HIDDEN: list[float | None] = [0.85, 0.55, 0.5, None, 0.62]  # their COVID AUC with the lungs hidden
 
 
-def _study(url: str, name: str, minimum: float | None) -> None:
+def _study(url: str, name: str, minimum: float | None, maximum: float | None = None) -> None:
     """A study created as launch creates one (its space stored in Optuna), and its results rows."""
     space = load_space()
-    space = replace(space, training=replace(space.training, min_lung_focus_ratio=minimum))
+    training = replace(space.training, min_lung_focus_ratio=minimum, max_hidden_lungs_auc=maximum)
+    space = replace(space, training=training)
     store = ResultStore(url)
     store.create_schema()
     create_study(make_storage(url), name, StudyInfo(space.check(), "/nowhere", "0" * 16, "none", 0, 0, "/tmp", "/tmp"))
@@ -34,6 +36,7 @@ def _study(url: str, name: str, minimum: float | None) -> None:
         row = config_row(name, number, CONFIG, "COMPLETE")
         row.op_sensitivity, row.covid_sensitivity, row.covid_specificity = sensitivity, sensitivity, 0.9
         row.lung_focus_ratio, row.lung_focus = ratio, None if ratio is None else ratio / 3
+        row.hidden_lungs_auc = HIDDEN[number]
         store.record(row)
     pruned = config_row(name, len(FIGURES), CONFIG, "PRUNED")
     store.record(pruned)
@@ -45,6 +48,7 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{path}"
     _study(url, "constrained", 1.2)
     _study(url, "free", None)
+    _study(url, "by-lungs", None, 0.6)
     return url
 
 
@@ -63,9 +67,10 @@ def test_the_first_row_is_feasible_and_infeasible_rows_are_marked(engine: Engine
     frame, total = D.ranking(engine, "constrained", rule=rule)
     assert total == 5 and list(frame["trial_number"]) == [3, 1, 0, 2, 4]
     assert list(frame["infeasible"]) == [False, False, True, True, True]
-    assert "below the study's lung-focus constraint" not in D.top_line(frame)
-    assert "trials below lung focus / lung area 1.2 (or unmeasured) rank after every trial that meets it" in (
-        D.rule_text(rule)
+    assert "misses the study's constraint" not in D.top_line(frame)
+    assert (
+        "trials that miss lung focus / lung area >= 1.2 (or are unmeasured) rank after every trial that meets it"
+        in (D.rule_text(rule))
     )
     free, _ = D.ranking(engine, "free", rule=D.study_ranking(engine, "free"))
     assert list(free["trial_number"]) == [0, 2, 3, 1, 4] and not free["infeasible"].any()
@@ -78,7 +83,20 @@ def test_the_first_row_is_feasible_and_infeasible_rows_are_marked(engine: Engine
 def test_an_infeasible_top_row_says_so(engine: Engine) -> None:
     frame, _ = D.ranking(engine, "constrained", rule=D.study_ranking(engine, "constrained"))
     top = frame[frame["infeasible"]].reset_index(drop=True)  # a page of infeasible trials only
-    assert "— below the study's lung-focus constraint, like every trial shown" in D.top_line(top)
+    assert "— it misses the study's constraint, like every trial shown" in D.top_line(top)
+
+
+def test_a_lungs_hidden_constraint_ranks_and_marks_like_the_focus_one(engine: Engine) -> None:
+    rule = D.study_ranking(engine, "by-lungs")
+    assert (rule.min_lung_focus_ratio, rule.max_hidden_lungs_auc) == (None, 0.6)
+    frame, _ = D.ranking(engine, "by-lungs", rule=rule)
+    assert list(frame["trial_number"]) == [2, 1, 0, 3, 4]
+    assert list(frame["infeasible"]) == [False, False, True, True, True]
+    assert "trials that miss COVID AUC with the lungs hidden <= 0.6 (or are unmeasured)" in D.rule_text(rule)
+    figure = charts.sensitivity_focus_figure(D.all_trials(engine, "by-lungs"), max_hidden_lungs_auc=0.6)
+    assert figure.layout.yaxis.title.text == "lung focus" and not figure.layout.shapes, "no focus threshold to draw"
+    marked = next(t for t in figure.data if t.name == "infeasible (AUC with the lungs hidden above 0.6)")
+    assert sorted(marked.customdata) == [0, 3, 4], "trial 3: unmeasured with the lungs hidden, so infeasible"
 
 
 def test_the_chart_draws_the_threshold_and_marks_infeasible_trials(engine: Engine) -> None:

@@ -1,6 +1,7 @@
-"""The lung-focus constraint (``min_lung_focus_ratio``): its setting and flag, the constraint Optuna's
-sampler sees, the feasible-first ranking, the launch summary, the default export pool, the
-KerasTuner refusal, and a real search whose worker processes apply it."""
+"""A study's constraints, lung focus (``min_lung_focus_ratio``) and the COVID AUC with the lungs
+hidden (``max_hidden_lungs_auc``): their settings and flags, the constraint values Optuna's sampler
+sees, the feasible-first ranking, the launch summary, the default export pool, the KerasTuner
+refusal, and a real search whose worker processes apply both."""
 
 from __future__ import annotations
 
@@ -17,21 +18,32 @@ from optuna.trial import TrialState
 
 from cxrdata.synthetic import SyntheticSpec, make_synthetic_dataset
 from search import SearchError
-from search._study import FOCUS_CONSTRAINT, StudyInfo, create_study, focus_constraint, load_study, make_storage
+from search._study import (
+    FOCUS_CONSTRAINT,
+    HIDDEN_CONSTRAINT,
+    StudyInfo,
+    create_study,
+    focus_constraint,
+    hidden_constraint,
+    load_study,
+    make_storage,
+)
 from search.space import DEFAULT_SPACE_FILE, SearchSpace, TrialConfig, load_space
-from search.store import ArtifactRecord, Ranking, ResultStore, TrialRow, config_row, meets_focus
+from search.store import ArtifactRecord, Ranking, ResultStore, TrialRow, config_row, meets_focus, meets_hidden
 from tests.conftest import BASE, launch, run_module
 
 RULE = "`min_lung_focus_ratio >= 0` must hold, but got"
+HIDDEN_RULE = "`0.5 <= max_hidden_lungs_auc <= 1` must hold, but got"
 
 
-def _space(minimum: float | None) -> SearchSpace:
+def _space(minimum: float | None, maximum: float | None = None) -> SearchSpace:
     space = load_space().with_overrides(backbones=["MobileNet_0.25"], image_size=32, max_epochs=2)
-    return replace(space, training=replace(space.training, min_lung_focus_ratio=minimum)).check()
+    training = replace(space.training, min_lung_focus_ratio=minimum, max_hidden_lungs_auc=maximum)
+    return replace(space, training=training).check()
 
 
-def _info(minimum: float | None) -> StudyInfo:
-    return StudyInfo(_space(minimum), "/nowhere", "0" * 16, "none", 0, 0, "/tmp", "/tmp")
+def _info(minimum: float | None, maximum: float | None = None) -> StudyInfo:
+    return StudyInfo(_space(minimum, maximum), "/nowhere", "0" * 16, "none", 0, 0, "/tmp", "/tmp")
 
 
 # --- the setting, the flag and the ranking refuse a bad value in one sentence ---------------
@@ -93,6 +105,48 @@ def test_a_ranking_refuses_a_bad_constraint(value: Any, shown: str) -> None:
     assert str(info.value) == f"{RULE} min_lung_focus_ratio={shown}."
 
 
+HIDDEN_BAD = [(0.49, "0.49"), (1.01, "1.01"), (-1, "-1"), (math.nan, "nan"), ("0.6", "'0.6'"), (True, "True")]
+
+
+@pytest.mark.parametrize(("value", "shown"), HIDDEN_BAD, ids=[s for _, s in HIDDEN_BAD])
+def test_a_bad_lungs_hidden_setting_is_refused_in_one_sentence(value: Any, shown: str) -> None:
+    data = load_space().to_dict()
+    data["training"]["max_hidden_lungs_auc"] = value
+    with pytest.raises(SearchError) as info:
+        SearchSpace.from_dict(data).check()
+    assert str(info.value) == f"{HIDDEN_RULE} max_hidden_lungs_auc={shown}."
+    with pytest.raises(ValueError) as ranking:
+        Ranking(max_hidden_lungs_auc=value)
+    assert str(ranking.value) == f"{HIDDEN_RULE} max_hidden_lungs_auc={shown}."
+
+
+def test_the_lungs_hidden_default_is_off_and_its_comment_is_a_valid_setting(tmp_path: Path) -> None:
+    assert load_space().training.max_hidden_lungs_auc is None
+    text = DEFAULT_SPACE_FILE.read_text(encoding="utf-8")
+    config = tmp_path / "space.toml"
+    config.write_text(text.replace("# max_hidden_lungs_auc = 0.6", "max_hidden_lungs_auc = 0.6"), encoding="utf-8")
+    assert load_space(config).check().training.max_hidden_lungs_auc == 0.6
+
+
+@pytest.mark.parametrize("text", ["0.4", "1.5", "nan", "low", ""])
+def test_a_bad_lungs_hidden_flag_is_refused_by_the_parser(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from search.launch import parse_args
+
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--trials", "1", "--max-hidden-lungs-auc", text])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --max-hidden-lungs-auc: `0.5 <= --max-hidden-lungs-auc <= 1` must hold, but got {text!r}" in err
+
+
+@pytest.mark.parametrize(("text", "value"), [("0.5", 0.5), ("0.6", 0.6), ("1", 1.0), (None, None)])
+def test_the_lungs_hidden_flag_parses(text: str | None, value: float | None) -> None:
+    from search.launch import parse_args
+
+    args = parse_args(["--trials", "1", *(["--max-hidden-lungs-auc", text] if text is not None else [])])
+    assert args.max_hidden_lungs_auc == value
+
+
 # --- the constraint value and its agreement with the ranking ---------------------------------
 
 
@@ -118,31 +172,62 @@ def test_the_constraint_value_and_the_ranking_agree(
     assert Ranking().feasible({"lung_focus_ratio": ratio}), "no constraint: every trial is feasible"
 
 
+@pytest.mark.parametrize(
+    ("auc", "maximum", "value", "feasible"),
+    [
+        (0.55, 0.6, -0.05, True),
+        (0.6, 0.6, 0.0, True),  # equality is feasible, for Optuna (<= 0) and the ranking (<=) alike
+        (0.83, 0.6, 0.23, False),
+        (0.5, 0.5, 0.0, True),  # a lung_mask trial under the strictest constraint
+        (0.3, 0.6, -0.3, True),  # below chance counts as feasible: the bound is on the high side only
+        (None, 0.6, 1.4, False),  # unmeasured: infeasible, worse than any measured trial (at most 0.4)
+        (math.nan, 0.6, 1.4, False),
+    ],
+)
+def test_the_lungs_hidden_constraint_value_and_the_ranking_agree(
+    auc: float | None, maximum: float, value: float, feasible: bool
+) -> None:
+    assert hidden_constraint(auc, maximum) == pytest.approx(value)
+    assert (hidden_constraint(auc, maximum) <= 0) is feasible
+    assert meets_hidden(auc, maximum) is feasible
+    assert Ranking(max_hidden_lungs_auc=maximum).feasible({"hidden_lungs_auc": auc}) is feasible
+    # With both constraints, a trial must meet both.
+    both = Ranking(min_lung_focus_ratio=1.0, max_hidden_lungs_auc=maximum)
+    assert both.feasible({"hidden_lungs_auc": auc, "lung_focus_ratio": 1.5}) is feasible
+    assert not both.feasible({"hidden_lungs_auc": auc, "lung_focus_ratio": 0.9})
+
+
 # --- Optuna's constrained search, through the study's objective, as a worker loads it --------
 
-# (validation loss, lung focus / lung area) of four trials; "pruned" is pruned before focus.
-_OUTCOMES: list[tuple[float, float | None] | str] = [(0.2, 0.8), (0.5, 1.3), "pruned", (0.1, None)]
+# (validation loss, lung focus / lung area, COVID AUC with the lungs hidden) of four trials;
+# "pruned" is pruned before either is measured.
+Outcome = tuple[float, float | None, float | None]
+_OUTCOMES: list[Outcome | str] = [(0.2, 0.8, 0.55), (0.5, 1.3, 0.58), "pruned", (0.1, None, 0.9)]
 
 
-def _fake_outcome(item: tuple[float, float | None] | str) -> Any:
+def _fake_outcome(item: Outcome | str) -> Any:
     if item == "pruned":
         fit = SimpleNamespace(pruned=True, history=[SimpleNamespace(epoch=3)], best_val_loss=0.9)
-        return SimpleNamespace(fit=fit, metrics=None, focus=None)
-    loss, ratio = cast(tuple[float, float | None], item)
+        return SimpleNamespace(fit=fit, metrics=None, focus=None, hidden_lungs_auc=None)
+    loss, ratio, hidden = cast(Outcome, item)
     fit = SimpleNamespace(pruned=False, history=[SimpleNamespace(epoch=1)], best_val_loss=loss)
     focus = None if ratio is None else SimpleNamespace(ratio=ratio)
-    return SimpleNamespace(fit=fit, metrics=SimpleNamespace(covid_sensitivity=0.9, accuracy=0.9), focus=focus)
+    metrics = SimpleNamespace(covid_sensitivity=0.9, accuracy=0.9)
+    return SimpleNamespace(fit=fit, metrics=metrics, focus=focus, hidden_lungs_auc=hidden)
 
 
-def _optimize_as_a_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, minimum: float | None) -> optuna.Study:
+def _optimize_as_a_worker(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, minimum: float | None, maximum: float | None = None
+) -> optuna.Study:
     """Create the study as launch does, load it as a second worker does, run the real objective
     on four made-up outcomes (no training)."""
     import search._objective as objective_module
 
     url = f"sqlite:///{tmp_path / 'o.db'}"
-    create_study(make_storage(url), "s", _info(minimum))
+    create_study(make_storage(url), "s", _info(minimum, maximum))
     study, info = load_study(make_storage(url), "s", worker_index=1)
     assert info.space.training.min_lung_focus_ratio == minimum, "the setting travels in the study's space"
+    assert info.space.training.max_hidden_lungs_auc == maximum
     outcomes = iter(_OUTCOMES)
     monkeypatch.setattr(objective_module, "run_and_record", lambda *a, **k: _fake_outcome(next(outcomes)))
     data, recorder = cast(Any, None), cast(Any, None)
@@ -179,6 +264,27 @@ def test_a_study_made_with_the_option_gives_optuna_the_constraint(
     assert [t.number for t in below] == [1, 2]
 
 
+def test_both_constraints_reach_optuna_and_a_trial_must_meet_both(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    study = _optimize_as_a_worker(monkeypatch, tmp_path, 1.2, 0.56)
+    trials = study.get_trials()
+    assert [t.constraints for t in trials] == [
+        {FOCUS_CONSTRAINT: pytest.approx(0.4), HIDDEN_CONSTRAINT: pytest.approx(-0.01)},
+        {FOCUS_CONSTRAINT: pytest.approx(-0.1), HIDDEN_CONSTRAINT: pytest.approx(0.02)},
+        {},
+        {FOCUS_CONSTRAINT: pytest.approx(2.2), HIDDEN_CONSTRAINT: pytest.approx(0.34)},
+    ]
+    assert [t.user_attrs.get("hidden_lungs_auc") for t in trials] == [0.55, 0.58, None, 0.9]
+    with pytest.raises(ValueError, match="No feasible trials"):
+        study.best_trial  # noqa: B018 - each completed trial misses one constraint or the other
+
+    (tmp_path / "alone").mkdir()
+    alone = _optimize_as_a_worker(monkeypatch, tmp_path / "alone", None, 0.6)
+    assert [t.constraints for t in alone.get_trials()][1] == {HIDDEN_CONSTRAINT: pytest.approx(-0.02)}
+    assert alone.best_trial.number == 0, "the lowest validation loss among the trials at or below 0.6"
+
+
 def test_without_the_option_no_trial_is_constrained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     study = _optimize_as_a_worker(monkeypatch, tmp_path, None)
     assert all(t.constraints == {} for t in study.get_trials())
@@ -191,13 +297,14 @@ CONFIG = TrialConfig("MobileNetV2", 1.0, 64, 0.1, 1e-3, 0.0, "three")
 
 
 def _rows(url: str, figures: list[tuple[float, float | None]], above_floor: tuple[int, ...] = ()) -> ResultStore:
-    """Completed trials with (COVID sensitivity at the target, lung focus / lung area) and a saved
-    model; argmax COVID specificity 0.9, or 0.99 for the trials ``above_floor``."""
+    """Completed trials with (COVID sensitivity at the target, lung focus / lung area), the COVID
+    AUC with the lungs hidden of :data:`HIDDEN` and a saved model; argmax COVID specificity 0.9,
+    or 0.99 for the trials ``above_floor``."""
     store = ResultStore(url)
     store.create_schema()
     for number, (sensitivity, ratio) in enumerate(figures):
         row = config_row("s", number, CONFIG, "COMPLETE")
-        row.op_sensitivity, row.lung_focus_ratio = sensitivity, ratio
+        row.op_sensitivity, row.lung_focus_ratio, row.hidden_lungs_auc = sensitivity, ratio, HIDDEN[number]
         row.covid_specificity = 0.99 if number in above_floor else 0.9
         row.lung_focus = None if ratio is None else ratio / 3
         store.record(row, artifacts=[ArtifactRecord("model", f"id-{number}", f"trial-{number}.keras", 1)])
@@ -206,6 +313,8 @@ def _rows(url: str, figures: list[tuple[float, float | None]], above_floor: tupl
 
 # The best sensitivities belong to trials below the constraint (or unmeasured).
 FIGURES: list[tuple[float, float | None]] = [(0.99, 0.9), (0.8, 1.3), (0.97, None), (0.85, 1.2), (0.7, 1.19)]
+# Their COVID AUC with the lungs hidden: the most sensitive trial reads the outside the most.
+HIDDEN: list[float | None] = [0.85, 0.55, 0.5, None, 0.62]
 
 
 def test_trials_that_violate_the_constraint_rank_after_every_feasible_one(tmp_path: Path) -> None:
@@ -222,23 +331,45 @@ def test_trials_that_violate_the_constraint_rank_after_every_feasible_one(tmp_pa
     assert [r.trial_number for r in floored.ranked("s", ranking=both)] == [3, 1, 0, 2, 4]
 
 
+def test_trials_that_decide_without_the_lungs_rank_after_those_that_do_not(tmp_path: Path) -> None:
+    store = _rows(f"sqlite:///{tmp_path / 'r.db'}", FIGURES)
+    hidden = Ranking.for_figure("op_sensitivity", max_hidden_lungs_auc=0.6)
+    ranked = store.ranked("s", ranking=hidden)
+    assert [r.trial_number for r in ranked] == [2, 1, 0, 3, 4]
+    assert [r.trial_number for r in ranked] == [r.trial_number for r in sorted(ranked, key=hidden.key)]
+    both = Ranking.for_figure("op_sensitivity", min_lung_focus_ratio=1.2, max_hidden_lungs_auc=0.6)
+    assert [r.trial_number for r in store.ranked("s", ranking=both)] == [1, 0, 2, 3, 4]
+    assert both.with_keys(["covid_auc"], 0.5) == Ranking(("covid_auc",), 0.5, 1.2, 0.6), "a chosen rule keeps them"
+
+
 def test_the_launch_summary_counts_feasible_trials(tmp_path: Path) -> None:
     from search.launch._summary import feasibility_line, top_table
 
     rows = _rows(f"sqlite:///{tmp_path / 'r.db'}", FIGURES).ranked("s")
-    assert feasibility_line(rows, 1.2) == (
+    assert feasibility_line(rows, Ranking(min_lung_focus_ratio=1.2)) == (
         "Feasible (lung focus / lung area >= 1.2): 2 of 5 completed trial(s); the others rank after them "
         "(1 without a measured lung focus)."
     )
-    assert feasibility_line(rows, 0.5) == (
+    assert feasibility_line(rows, Ranking(min_lung_focus_ratio=0.5)) == (
         "Feasible (lung focus / lung area >= 0.5): 4 of 5 completed trial(s); the others rank after them "
         "(1 without a measured lung focus)."
     )
-    assert feasibility_line(rows, 2.0) == (
+    assert feasibility_line(rows, Ranking(min_lung_focus_ratio=2.0)) == (
         "Feasible (lung focus / lung area >= 2): 0 of 5 completed trial(s); the others rank after them "
         "(1 without a measured lung focus). No trial meets the constraint: the top trial above is infeasible."
     )
-    assert feasibility_line([], 1.0) == "Feasible (lung focus / lung area >= 1): 0 of 0 completed trial(s)."
+    assert feasibility_line([], Ranking(min_lung_focus_ratio=1.0)) == (
+        "Feasible (lung focus / lung area >= 1): 0 of 0 completed trial(s)."
+    )
+    assert feasibility_line(rows, Ranking(max_hidden_lungs_auc=0.6)) == (
+        "Feasible (COVID AUC with the lungs hidden <= 0.6): 2 of 5 completed trial(s); the others rank after them "
+        "(1 without a measured AUC with the lungs hidden)."
+    )
+    assert feasibility_line(rows, Ranking(min_lung_focus_ratio=1.2, max_hidden_lungs_auc=0.6)) == (
+        "Feasible (lung focus / lung area >= 1.2 and COVID AUC with the lungs hidden <= 0.6): 1 of 5 completed "
+        "trial(s); the others rank after them (1 without a measured lung focus, 1 without a measured AUC with the "
+        "lungs hidden)."
+    )
     table = top_table(rows).splitlines()
     assert "focus/lung" in table[0] and re.search(r"\b1\.30\b", "\n".join(table))
 
@@ -262,6 +393,10 @@ def test_the_default_export_pool_holds_feasible_trials_only(tmp_path: Path, caps
     none_feasible, _ = _pool(_study_data(store, replace(constrained, min_lung_focus_ratio=5.0)), "s", None, None)
     assert [r.trial_number for r in none_feasible] == [0, 2, 3, 1, 4]
     assert "no completed trial of 's' with a saved model meets lung focus / lung area >= 5" in capsys.readouterr().err
+    by_hidden, _ = _pool(
+        _study_data(store, Ranking.for_figure("op_sensitivity", max_hidden_lungs_auc=0.6)), "s", None, None
+    )
+    assert [r.trial_number for r in by_hidden] == [2, 1]
 
 
 # --- launch: the flag reaches the stored study; refusals -------------------------------------
@@ -271,23 +406,32 @@ def test_the_flag_reaches_the_stored_study_and_its_ranking(tiny: Path, tmp_path:
     from search.launch import parse_args, prepare
 
     url = f"sqlite:///{tmp_path / 'o.db'}"
-    plan = prepare(
-        parse_args(["--trials", "1", "--storage", url, "--data", str(tiny), *BASE, "--min-lung-focus-ratio", "1.2"])
-    )
+    constraints = ["--min-lung-focus-ratio", "1.2", "--max-hidden-lungs-auc", "0.6"]
+    plan = prepare(parse_args(["--trials", "1", "--storage", url, "--data", str(tiny), *BASE, *constraints]))
     assert plan.space.training.min_lung_focus_ratio == 1.2
     _, info = load_study(make_storage(url), "cxr-search", worker_index=3)
     assert info.space.training.min_lung_focus_ratio == 1.2 and info.ranking.min_lung_focus_ratio == 1.2
+    assert info.space.training.max_hidden_lungs_auc == 0.6 and info.ranking.max_hidden_lungs_auc == 0.6
 
 
-def test_keras_tuner_refuses_the_constraint(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+CONSTRAINT_FLAGS = [
+    ("--min-lung-focus-ratio", "min_lung_focus_ratio", "1.2"),
+    ("--max-hidden-lungs-auc", "max_hidden_lungs_auc", "0.6"),
+]
+
+
+@pytest.mark.parametrize(("flag", "name", "value"), CONSTRAINT_FLAGS, ids=[f for f, _, _ in CONSTRAINT_FLAGS])
+def test_keras_tuner_refuses_the_constraint(
+    flag: str, name: str, value: str, tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from search.launch import main
 
     url = f"sqlite:///{tmp_path / 'o.db'}"
     args = ["--trials", "1", "--storage", url, "--data", str(tiny), *BASE, "--engine", "keras-tuner"]
-    assert main([*args, "--min-lung-focus-ratio", "1.2"]) == 1
+    assert main([*args, flag, value]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "error: `min_lung_focus_ratio` needs the Optuna engine (KerasTuner's oracles take no constraints), but got "
-        "min_lung_focus_ratio=1.2 with --engine keras-tuner; drop it or use --engine optuna."
+        f"error: `{name}` needs the Optuna engine (KerasTuner's oracles take no constraints), but got "
+        f"{name}={value} with --engine keras-tuner; drop it or use --engine optuna."
     )
     assert not (tmp_path / "o.db").exists(), "refused before anything was written"
 
@@ -305,34 +449,44 @@ def test_keras_tuner_refuses_a_study_made_with_the_constraint(tiny: Path, tmp_pa
         run_keras_tuner(url, "cxr-search", "random", 1, quiet=True)
 
 
+@pytest.mark.parametrize(
+    ("flag", "name", "value", "what"),
+    [
+        ("--min-lung-focus-ratio", "min_lung_focus_ratio", 1.0, "measure lung focus"),
+        ("--max-hidden-lungs-auc", "max_hidden_lungs_auc", 0.6, "hide the lungs"),
+    ],
+)
 def test_data_without_lung_masks_needs_a_segmenter_for_the_constraint(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    flag: str, name: str, value: float, what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from search.launch import main, parse_args, prepare
 
     data = make_synthetic_dataset(tmp_path / "data", SyntheticSpec(per_class=6, size=32, masks=False, seed=2))
-    args = ["--trials", "1", "--data", str(data), *BASE, "--min-lung-focus-ratio", "1"]
+    args = ["--trials", "1", "--data", str(data), *BASE, flag, str(value)]
     assert main(["--storage", f"sqlite:///{tmp_path / 'none.db'}", *args, "--lung-model", "none"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "error: `min_lung_focus_ratio` needs lung masks to measure lung focus, but got min_lung_focus_ratio=1.0 on a "
-        "dataset without any and --lung-model none; leave --lung-model at auto (the packaged segmenter), pass a "
-        "segmenter file, or drop the constraint."
+        f"error: `{name}` needs lung masks to {what}, but got {name}={value} on a dataset without any and "
+        "--lung-model none; leave --lung-model at auto (the packaged segmenter), pass a segmenter file, or drop "
+        "the constraint."
     )
     # The default, --lung-model auto: the packaged segmenter gives every image a mask.
     plan = prepare(parse_args(["--storage", f"sqlite:///{tmp_path / 'auto.db'}", *args]))
-    assert plan.space.training.min_lung_focus_ratio == 1.0
+    assert getattr(plan.space.training, name) == value
 
 
 # --- a real search: launch's worker processes and a worker started on its own ----------------
 
 MINIMUM = 0.5  # a flat map scores 1.0 (32 px: a 1x1 feature map); a blank one is unmeasured
+MAXIMUM = 0.75  # COVID AUC with the lungs hidden
+BOTH = f"lung focus / lung area >= {MINIMUM:g} and COVID AUC with the lungs hidden <= {MAXIMUM:g}"
 
 
 @pytest.fixture(scope="module")
 def constrained(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """Three trials by launch (one worker process), then one by ``python -m search.worker`` alone."""
     workdir = tmp_path_factory.mktemp("constrained")
-    done = launch("--trials", "3", "--data", str(tiny), *BASE, "--min-lung-focus-ratio", str(MINIMUM), cwd=workdir)
+    flags = ["--min-lung-focus-ratio", str(MINIMUM), "--max-hidden-lungs-auc", str(MAXIMUM)]
+    done = launch("--trials", "3", "--data", str(tiny), *BASE, *flags, cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     url = f"sqlite:///{workdir / 'optuna.db'}"
     worker = run_module("search.worker", "--storage", url, "--study", "cxr-search", "--trials", "1", cwd=workdir)
@@ -347,8 +501,12 @@ def _check_constraints(url: str, numbers: list[int]) -> list[TrialRow]:
     for number in numbers:
         trial, row = trials[number], rows[number]
         if trial.state == TrialState.COMPLETE:
-            assert trial.constraints == {FOCUS_CONSTRAINT: focus_constraint(row.lung_focus_ratio, MINIMUM)}
+            assert trial.constraints == {
+                FOCUS_CONSTRAINT: focus_constraint(row.lung_focus_ratio, MINIMUM),
+                HIDDEN_CONSTRAINT: hidden_constraint(row.hidden_lungs_auc, MAXIMUM),
+            }
             assert trial.user_attrs["lung_focus_ratio"] == row.lung_focus_ratio
+            assert trial.user_attrs["hidden_lungs_auc"] == row.hidden_lungs_auc
             checked.append(row)
         else:
             assert trial.constraints == {}, "a pruned or failed trial has no focus and no constraint value"
@@ -364,14 +522,17 @@ def test_a_constrained_search_stores_the_constraint_and_ranks_feasible_first(con
     url = f"sqlite:///{workdir / 'optuna.db'}"
     completed = _check_constraints(url, [0, 1, 2])
     assert completed, "at least one trial completes"
-    feasible = sum(meets_focus(r.lung_focus_ratio, MINIMUM) for r in completed)
-    assert f"Feasible (lung focus / lung area >= 0.5): {feasible} of {len(completed)} completed trial(s)" in stdout
-    assert "those below lung focus / lung area 0.5 (or unmeasured) after all others" in stdout
+    assert all(r.hidden_lungs_auc is not None for r in completed), "the tiny set has lung masks: measured"
+    feasible = sum(
+        meets_focus(r.lung_focus_ratio, MINIMUM) and meets_hidden(r.hidden_lungs_auc, MAXIMUM) for r in completed
+    )
+    assert f"Feasible ({BOTH}): {feasible} of {len(completed)} completed trial(s)" in stdout
+    assert f"those that miss {BOTH} (or are unmeasured) after all others" in stdout
     # Every reader of the study's ranking puts the feasible trials first: the store, the
     # leaderboard's table and the default winner.
     _, info = load_study(make_storage(url), "cxr-search")
     ranking = info.ranking
-    assert ranking.min_lung_focus_ratio == MINIMUM
+    assert (ranking.min_lung_focus_ratio, ranking.max_hidden_lungs_auc) == (MINIMUM, MAXIMUM)
     ranked = ResultStore(url).ranked("cxr-search", ranking=ranking)
     flags = [ranking.feasible(r) for r in ranked]
     assert flags == sorted(flags, reverse=True)

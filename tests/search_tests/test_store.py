@@ -57,6 +57,23 @@ def test_the_default_winner_is_a_real_model_and_a_degenerate_one_is_named(
     assert "the top-ranked trial 0 has 0.10 " in warning
 
 
+def test_the_default_winner_says_when_no_trial_meets_the_lungs_hidden_constraint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = ResultStore(f"sqlite:///{tmp_path / 'hidden.db'}")
+    store.create_schema()
+    for number, auc in enumerate([0.83, None]):
+        row = config_row("s", number, CONFIG, "COMPLETE")
+        row.covid_sensitivity, row.covid_specificity, row.hidden_lungs_auc = 0.9 - number / 10, 0.95, auc
+        store.record(row)
+    ranking = Ranking(ARGMAX.keys, ARGMAX.min_specificity, max_hidden_lungs_auc=0.6)
+    assert find_trial(store, "s", None, ranking=ranking).trial_number == 0
+    assert (
+        "no completed trial of 's' meets its constraint COVID AUC with the lungs hidden <= 0.6; the top-ranked trial 0 "
+        "has AUC with the lungs hidden 0.83."
+    ) in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("ratios", "minimum", "warned"),
     [
@@ -79,7 +96,7 @@ def test_the_default_winner_says_when_no_trial_meets_the_focus_constraint(
     assert find_trial(store, "s", None, ranking=ranking).trial_number == 0
     err = capsys.readouterr().err
     if warned:
-        assert f"no completed trial of 's' meets its constraint lung_focus_ratio >= {minimum:g}; {warned}" in err
+        assert f"no completed trial of 's' meets its constraint lung focus / lung area >= {minimum:g}; {warned}" in err
     else:
         assert "constraint" not in err
 
@@ -93,6 +110,7 @@ _VALUES = {
     "covid_auc": [None, 0.98, 0.99],
     "covid_sensitivity": [None, 0.9, 1.0],
     "loss": [None, 0.1, 0.2],
+    "hidden_lungs_auc": [None, 0.5, 0.6, 0.75],
 }
 
 
@@ -108,6 +126,9 @@ _VALUES = {
         Ranking.for_figure("op_sensitivity", min_lung_focus_ratio=1.0),
         Ranking(("lung_focus_ratio", "loss"), min_lung_focus_ratio=0.9),
         Ranking(("covid_sensitivity",), min_specificity=0.0, min_lung_focus_ratio=0.0),
+        # A lungs-hidden constraint, alone and with the focus one.
+        Ranking.for_figure("op_sensitivity", max_hidden_lungs_auc=0.6),
+        Ranking(("hidden_lungs_auc", "loss"), min_lung_focus_ratio=1.0, max_hidden_lungs_auc=0.75),
     ],
 )
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -130,7 +151,7 @@ def test_the_python_key_orders_exactly_as_sql_does(
     in_sql = [(r.engine, r.trial_number) for r in ranked]
     in_python = [(r.engine, r.trial_number) for r in sorted(store.trials(study), key=ranking.key)]
     assert len(in_sql) > 80 and in_sql == in_python
-    if ranking.min_lung_focus_ratio is not None:  # every feasible trial before every infeasible one
+    if ranking.constrained:  # every feasible trial before every infeasible one
         feasible = [ranking.feasible(r) for r in ranked]
         assert feasible == sorted(feasible, reverse=True) and True in feasible and False in feasible
     store.dispose()
