@@ -263,8 +263,9 @@ def ranking(
 
     Trials below the rule's specificity floor (a model calling everything COVID has argmax
     sensitivity 1.0) rank after all others and are marked in the ``below_floor`` column; under a
-    lung-focus constraint, trials that violate it rank after every trial that meets it and are
-    marked in the ``infeasible`` column (False throughout without a constraint).
+    study's constraints (lung focus, COVID AUC with the lungs hidden), trials that miss one rank
+    after every trial that meets them and are marked in the ``infeasible`` column (False
+    throughout without a constraint).
     """
     floor = rule.below_floor()
     conditions = [TrialRow.study_name == study, TrialRow.split == "val"]

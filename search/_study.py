@@ -95,8 +95,8 @@ class StudyInfo:
 
 def study_ranking(space: SearchSpace) -> Ranking:
     """The default ranking of a study over ``space``: sensitivity at the target specificity (or
-    specificity at the target sensitivity), then lung focus, then COVID AUC; with a lung-focus
-    constraint, the trials that meet it before all others."""
+    specificity at the target sensitivity), then lung focus, then COVID AUC; with constraints
+    (lung focus, COVID AUC with the lungs hidden), the trials that meet them before all others."""
     t = space.training
     return Ranking.for_figure(
         t.target.ranked_figure, min_lung_focus_ratio=t.min_lung_focus_ratio, max_hidden_lungs_auc=t.max_hidden_lungs_auc
