@@ -57,7 +57,7 @@ def measure(db: Path, top: int, manifest: Any, exports: list[str], box: bool = T
     (name,) = optuna.get_all_study_names(storage)
     store = ResultStore(storage)
     try:
-        ranked = store.ranked(name, limit=top)
+        ranked = store.ranked(name, limit=top, ranking=study_info(storage, name).ranking)
     finally:
         store.dispose()
     data = TrialData(manifest, cache_dir=db.parent / ".cache", lung_model=packaged_segmenter())

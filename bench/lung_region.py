@@ -130,11 +130,12 @@ def reference_points(external: Path, size: int = 224, cells: int = 7) -> dict[st
 
 
 def _rows(storage: str, study: str) -> dict[str, Any]:
+    from search import study_info
     from search.store import ResultStore
 
     store = ResultStore(storage)
     try:
-        top = store.ranked(study, limit=1)[0]
+        top = store.ranked(study, limit=1, ranking=study_info(storage, study).ranking)[0]  # its constraints too
         rows = {"val": top}
         for split in ("test", f"external:{EXTERNAL}"):
             found = [r for r in store.trials(study, split=split) if r.trial_number == top.trial_number]
@@ -203,10 +204,10 @@ def _space_text(region: str, args: argparse.Namespace) -> str:
 
 def _trials(storage: str, study: str) -> dict[str, Any]:
     """Every trial of the study by region and state, and how many completed ones meet its constraints."""
-    from search._study import load_study, make_storage
+    from search import study_info
     from search.store import ResultStore
 
-    _, info = load_study(make_storage(storage), study)
+    info = study_info(storage, study)
     store = ResultStore(storage)
     try:
         rows = store.trials(study)

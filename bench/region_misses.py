@@ -55,6 +55,7 @@ class Winner:
 def winners(outs: list[Path]) -> list[Winner]:
     import optuna
 
+    from search import study_info
     from search.metrics import COVID_LABEL
     from search.store import ResultStore
 
@@ -64,7 +65,7 @@ def winners(outs: list[Path]) -> list[Winner]:
         (name,) = optuna.get_all_study_names(storage)
         store = ResultStore(storage)
         try:
-            ranked = store.ranked(name, limit=1)
+            ranked = store.ranked(name, limit=1, ranking=study_info(storage, name).ranking)
             if not ranked:
                 continue
             predictions = store.predictions(name, ranked)[ranked[0].trial_number]
