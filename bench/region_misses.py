@@ -110,10 +110,9 @@ def hidden_proba(model: Any, config: Any, data: Any, entries: np.ndarray) -> np.
     X-ray has no lung mask (nothing could be hidden)."""
     from search._hidden import hidden_lungs_entries, hidden_lungs_proba
 
-    usable = hidden_lungs_entries(data, config, entries, limit=len(entries))
-    proba = np.full(len(entries), np.nan)
-    proba[np.isin(entries, usable)] = hidden_lungs_proba(model, data, config, usable)
-    return proba
+    usable = hidden_lungs_entries(data, config, entries, limit=len(entries))  # sorted
+    found = dict(zip(usable.tolist(), hidden_lungs_proba(model, data, config, usable), strict=True))
+    return np.array([found.get(int(e), np.nan) for e in entries])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(Path(manifest.entries[i].path).stem for i in sorted(missed)) or "-"
         areas = f"{100 * area[missed].mean():.1f}, {100 * area[missed].min():.1f}" if len(missed) else "-"
         print(f"| {w.study} | {w.row.trial_number} {w.row.backbone} | {len(missed)} | {areas} | {names} |")
-    by_region = [w.missed for w in found if w.study.split("-")[0] in LUNG_REGIONS]
+    by_region = [w.missed for w in found if w.row.input_region in LUNG_REGIONS]
+    if not by_region:
+        raise SystemExit("`--out` must hold a study whose top trial sees a lung region, but none does.")
     hard, times = np.unique(np.concatenate(by_region), return_counts=True)
     ranked = sorted(zip(hard, times, strict=True), key=lambda pair: -pair[1])
     often = ", ".join(f"{Path(manifest.entries[i].path).stem} {n}" for i, n in ranked)
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nThe whole-image winners on them:\n")
     print("| study | top trial | hard called COVID | evidence in lungs on hard % | on the other COVID % |")
     print("|---|---|---|---|---|")
-    whole = [(w, *load_winner(w)) for w in found if w.study.split("-")[0] == "full"]
+    whole = [(w, *load_winner(w)) for w in found if w.row.input_region in (None, "full")]
     for w, model, config in whole:
         heat, seen = covid_heatmaps(model, config, w.covid, data), lungs[w.covid]
         is_hard = np.isin(w.covid, hard)

@@ -74,10 +74,11 @@ def sensitivity_focus_figure(
     if by_focus:
         # NaN (unmeasured) compares False: infeasible.
         done["infeasible"] |= ~(done["lung_focus_ratio"] >= min_lung_focus_ratio)
-        reasons.append(f"below {min_lung_focus_ratio:g}")
-    if by_hidden:
-        done["infeasible"] |= ~(done["hidden_lungs_auc"] <= max_hidden_lungs_auc)
-        reasons.append(f"AUC with the lungs hidden above {max_hidden_lungs_auc:g}")
+        reasons.append(f"lung focus / lung area below {min_lung_focus_ratio:g}")
+    if by_hidden and max_hidden_lungs_auc is not None:
+        top = max_hidden_lungs_auc
+        done["infeasible"] |= ~done["hidden_lungs_auc"].between(1.0 - top, top)  # NaN: infeasible
+        reasons.append(f"AUC with the lungs hidden not between {1.0 - top:g} and {top:g}")
     if reasons:
         unmeasured = int(done[y].isna().sum())
         title += f"; infeasible: {', or '.join(reasons)}" + (

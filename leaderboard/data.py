@@ -190,7 +190,7 @@ def rule_text(ranking: Ranking) -> str:
     floor_text = f"; trials below argmax COVID specificity {floor:.2f} rank after the others" if floor > 0 else ""
     if ranking.constrained:
         floor_text += (
-            f"; the study's constraint: trials that miss {ranking.constraint_text()} (or are unmeasured) "
+            f"; the study's constraint: trials that miss {ranking.constraint_text(' or ')} (or are unmeasured) "
             "rank after every trial that meets it"
         )
     return "Ranked by " + ", then ".join(parts) + f" (unknown values last{floor_text}; validation split only)."

@@ -139,7 +139,8 @@ HIDDEN_CONSTRAINT = "hidden_lungs_auc"
 
 
 def hidden_constraint(auc: float | None, maximum: float) -> float:
-    """The constraint value of a completed trial: ``auc - maximum`` (feasible when <= 0).
+    """The constraint value of a completed trial: ``max(auc, 1 - auc) - maximum`` (feasible when
+    <= 0; an AUC below chance separates the classes as well as its mirror above it).
 
     A trial whose COVID AUC with the lungs hidden could not be measured (no lung mask on its
     validation images, or one class among them) is infeasible and counts as worse than any
@@ -148,7 +149,7 @@ def hidden_constraint(auc: float | None, maximum: float) -> float:
     """
     if auc is None or math.isnan(auc):
         return 2.0 - float(maximum)
-    return float(auc) - float(maximum)
+    return max(float(auc), 1.0 - float(auc)) - float(maximum)
 
 
 def check_engine_constraints(space: SearchSpace, engine: str) -> None:

@@ -35,7 +35,7 @@ def run_keras_tuner(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     runtime = open_runtime(storage, study_name, data=data)
     info = runtime.info
-    check_engine_constraints(info.space, ENGINE)  # a study made with a lung-focus constraint: refused
+    check_engine_constraints(info.space, ENGINE)  # a study made with a constraint: refused
     engine = SpaceTuner(
         deadline=deadline,
         oracle=make_oracle(tuner, info.space, info.seed, max_trials=n_trials),

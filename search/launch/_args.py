@@ -153,8 +153,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=_max_hidden_lungs_auc,
         metavar="A",
         help="constraint: a completed trial whose COVID AUC on validation X-rays with the lungs hidden is above A "
-        "(0.5: it cannot tell COVID without the lungs) or unmeasured is infeasible; Optuna avoids such trials and "
-        "they rank last (overrides the config)",
+        "or below 1 - A (0.5: it cannot tell COVID without the lungs) or unmeasured is infeasible; Optuna avoids "
+        "such trials and they rank last (overrides the config)",
     )
     p.add_argument(
         "--focus-weight",

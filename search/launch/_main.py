@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = plan.space.training.target
     constraint = ""
     if ranking.constrained:
-        constraint = f"; those that miss {ranking.constraint_text()} (or are unmeasured) after all others"
+        constraint = f"; those that miss {ranking.constraint_text(' or ')} (or are unmeasured) after all others"
     print(
         f"\nWall time {time.perf_counter() - started:.0f}s. Top trials (validation split; COVID threshold chosen "
         f"for {target.describe()}, ranked by the {'sensitivity' if target.kind == 'specificity' else 'specificity'} "

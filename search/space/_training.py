@@ -42,7 +42,7 @@ class TrainingSettings:
     # None: no constraint.
     min_lung_focus_ratio: float | None = None
     # A constraint on every completed trial: COVID AUC on validation images with the lungs hidden
-    # (search._hidden) at most this much, given to Optuna's sampler (search._study.hidden_constraint)
+    # (search._hidden) between 1 - this and this, given to Optuna's sampler (search._study.hidden_constraint)
     # and put first in the ranking with the one above. None: no constraint.
     max_hidden_lungs_auc: float | None = None
 

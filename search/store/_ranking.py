@@ -99,15 +99,17 @@ def check_max_hidden_lungs_auc(value: float | None) -> float | None:
 
 
 def meets_hidden(auc: float | None, maximum: float | None) -> bool:
-    """Whether a trial satisfies a study's lungs-hidden constraint (``auc <= maximum``).
+    """Whether a trial satisfies a study's lungs-hidden constraint: ``max(auc, 1 - auc) <= maximum``.
 
-    No constraint (``maximum`` None): yes. An unmeasured (None or NaN) AUC: no, a trial whose
-    decision could not be checked without the lungs does not meet it (as its constraint value
-    for Optuna's sampler says, see ``search._study.hidden_constraint``).
+    An AUC below chance separates the classes as well as its mirror above it (the outside still
+    tells them apart, inverted), so both sides count. No constraint (``maximum`` None): yes. An
+    unmeasured (None or NaN) AUC: no, a trial whose decision could not be checked without the
+    lungs does not meet it (as its constraint value for Optuna's sampler says, see
+    ``search._study.hidden_constraint``).
     """
     if maximum is None:
         return True
-    return auc is not None and not math.isnan(auc) and auc <= maximum
+    return auc is not None and not math.isnan(auc) and max(auc, 1.0 - auc) <= maximum
 
 
 def _value(row: Any, name: str) -> float | None:
@@ -161,14 +163,16 @@ class Ranking:
     def constrained(self) -> bool:
         return self.min_lung_focus_ratio is not None or self.max_hidden_lungs_auc is not None
 
-    def constraint_text(self) -> str:
-        """The study's constraints in words ("" without any), e.g. for "trials that miss ... rank last"."""
+    def constraint_text(self, joiner: str = " and ") -> str:
+        """The study's constraints in words ("" without any): joined by " and " for what a trial
+        must meet, by " or " for what it may miss ("trials that miss A or B rank last")."""
         parts = []
         if self.min_lung_focus_ratio is not None:
             parts.append(f"lung focus / lung area >= {self.min_lung_focus_ratio:g}")
         if self.max_hidden_lungs_auc is not None:
-            parts.append(f"COVID AUC with the lungs hidden <= {self.max_hidden_lungs_auc:g}")
-        return " and ".join(parts)
+            top = self.max_hidden_lungs_auc
+            parts.append(f"COVID AUC with the lungs hidden between {1.0 - top:g} and {top:g}")
+        return joiner.join(parts)
 
     def below_floor(self) -> ColumnElement[int]:
         """1 for rows below the specificity floor (or without a specificity), else 0."""
@@ -182,7 +186,7 @@ class Ranking:
         focus, hidden = self.min_lung_focus_ratio, self.max_hidden_lungs_auc
         meets = and_(
             true() if focus is None else TrialRow.lung_focus_ratio >= focus,
-            true() if hidden is None else TrialRow.hidden_lungs_auc <= hidden,
+            true() if hidden is None else TrialRow.hidden_lungs_auc.between(1.0 - hidden, hidden),
         )
         return case((meets, 0), else_=1)
 

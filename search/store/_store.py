@@ -56,12 +56,15 @@ def focus_like_flat_map(focus_ratio: float | None) -> bool:
 
 def decides_without_lungs(hidden_lungs_auc: float | None) -> bool:
     """Whether a model still tells COVID from the other classes with the lungs hidden
-    (``hidden_lungs_auc``, see ``search._hidden``) at or above :data:`HIDDEN_LUNGS_AUC_LIMIT`.
+    (``hidden_lungs_auc``, see ``search._hidden``): an AUC at or above :data:`HIDDEN_LUNGS_AUC_LIMIT`,
+    or as far below chance (the same separation, inverted).
 
     Grad-CAM can put a model's evidence inside the lungs while its decision reads the rest of the
     image; this asks the decision. Unknown: no (it is reported as unmeasured instead).
     """
-    return hidden_lungs_auc is not None and hidden_lungs_auc >= HIDDEN_LUNGS_AUC_LIMIT
+    if hidden_lungs_auc is None:
+        return False
+    return max(hidden_lungs_auc, 1.0 - hidden_lungs_auc) >= HIDDEN_LUNGS_AUC_LIMIT
 
 
 @dataclass(frozen=True)

@@ -92,10 +92,12 @@ def test_a_lungs_hidden_constraint_ranks_and_marks_like_the_focus_one(engine: En
     frame, _ = D.ranking(engine, "by-lungs", rule=rule)
     assert list(frame["trial_number"]) == [2, 1, 0, 3, 4]
     assert list(frame["infeasible"]) == [False, False, True, True, True]
-    assert "trials that miss COVID AUC with the lungs hidden <= 0.6 (or are unmeasured)" in D.rule_text(rule)
+    assert "trials that miss COVID AUC with the lungs hidden between 0.4 and 0.6 (or are unmeasured)" in D.rule_text(
+        rule
+    )
     figure = charts.sensitivity_focus_figure(D.all_trials(engine, "by-lungs"), max_hidden_lungs_auc=0.6)
     assert figure.layout.yaxis.title.text == "lung focus" and not figure.layout.shapes, "no focus threshold to draw"
-    marked = next(t for t in figure.data if t.name == "infeasible (AUC with the lungs hidden above 0.6)")
+    marked = next(t for t in figure.data if t.name == "infeasible (AUC with the lungs hidden not between 0.4 and 0.6)")
     assert sorted(marked.customdata) == [0, 3, 4], "trial 3: unmeasured with the lungs hidden, so infeasible"
 
 
@@ -104,7 +106,7 @@ def test_the_chart_draws_the_threshold_and_marks_infeasible_trials(engine: Engin
     figure = charts.sensitivity_focus_figure(frame, min_lung_focus_ratio=1.2)
     assert figure.layout.yaxis.title.text == "lung focus / lung area"
     assert [(s.type, s.y0, s.y1) for s in figure.layout.shapes] == [("line", 1.2, 1.2)]
-    marked = next(t for t in figure.data if t.name == "infeasible (below 1.2)")
+    marked = next(t for t in figure.data if t.name == "infeasible (lung focus / lung area below 1.2)")
     assert sorted(marked.customdata) == [0, 4] and sorted(marked.y) == [0.9, 1.19]
     assert "1 unmeasured, not shown" in figure.layout.title.text
     plain = charts.sensitivity_focus_figure(frame)

@@ -131,6 +131,7 @@ def _top(**changes: object) -> pd.DataFrame:
             "uniform map",
         ),
         ({"hidden_lungs_auc": 0.55}, "lung focus 0.410", "lungs hidden"),  # within chance
+        ({"hidden_lungs_auc": 0.3}, "with the lungs hidden it still tells COVID (AUC 0.30", "uniform map"),  # inverted
         ({"hidden_lungs_auc": None}, "lung focus 0.410", "lungs hidden"),  # unmeasured: an older row
     ],
 )

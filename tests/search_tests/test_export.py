@@ -384,6 +384,8 @@ def test_evaluate_and_export_leave_no_downloaded_model_behind(
             ],
         ),
         (0.9, 0.9, 2.7, 0.59, []),  # within chance on a validation split
+        (0.9, 0.9, 2.7, 0.41, []),
+        (0.9, 0.9, 2.7, 0.3, ["(validation COVID AUC 0.30; 0.5 is chance)"]),  # inverted: the outside still tells
         (0.9, 0.9, 2.7, None, []),  # unmeasured (an older study): nothing to say
     ],
 )

@@ -69,7 +69,8 @@ def test_the_default_winner_says_when_no_trial_meets_the_lungs_hidden_constraint
     ranking = Ranking(ARGMAX.keys, ARGMAX.min_specificity, max_hidden_lungs_auc=0.6)
     assert find_trial(store, "s", None, ranking=ranking).trial_number == 0
     assert (
-        "no completed trial of 's' meets its constraint COVID AUC with the lungs hidden <= 0.6; the top-ranked trial 0 "
+        "no completed trial of 's' meets its constraint COVID AUC with the lungs hidden between 0.4 and 0.6; the "
+        "top-ranked trial 0 "
         "has AUC with the lungs hidden 0.83."
     ) in capsys.readouterr().err
 
@@ -110,7 +111,7 @@ _VALUES = {
     "covid_auc": [None, 0.98, 0.99],
     "covid_sensitivity": [None, 0.9, 1.0],
     "loss": [None, 0.1, 0.2],
-    "hidden_lungs_auc": [None, 0.5, 0.6, 0.75],
+    "hidden_lungs_auc": [None, 0.3, 0.5, 0.6, 0.75],
 }
 
 
