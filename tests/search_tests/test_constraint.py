@@ -79,23 +79,38 @@ def test_the_packaged_default_is_off_and_its_comment_is_a_valid_setting(tmp_path
     assert load_space(config).check().training.min_lung_focus_ratio == 1.1
 
 
-@pytest.mark.parametrize("text", ["-1", "nan", "inf", "high", ""])
-def test_a_bad_flag_is_refused_by_the_parser(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+# (flag, its rule, a value it refuses): both constraints' flags are refused by the parser alike.
+BAD_FLAGS = [
+    *(("--min-lung-focus-ratio", "`--min-lung-focus-ratio >= 0`", t) for t in ["-1", "nan", "inf", "high", ""]),
+    *(("--max-hidden-lungs-auc", "`0.5 <= --max-hidden-lungs-auc <= 1`", t) for t in ["0.4", "1.5", "nan", "low", ""]),
+]
+
+
+@pytest.mark.parametrize(("flag", "rule", "text"), BAD_FLAGS)
+def test_a_bad_flag_is_refused_by_the_parser(
+    flag: str, rule: str, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from search.launch import parse_args
 
     with pytest.raises(SystemExit) as info:
-        parse_args(["--trials", "1", "--min-lung-focus-ratio", text])
+        parse_args(["--trials", "1", flag, text])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument --min-lung-focus-ratio: `--min-lung-focus-ratio >= 0` must hold, but got {text!r}" in err
+    assert f"argument {flag}: {rule} must hold, but got {text!r}" in err
 
 
-@pytest.mark.parametrize(("text", "value"), [("0", 0.0), ("1.25", 1.25), (None, None)])
-def test_the_flag_parses(text: str | None, value: float | None) -> None:
+GOOD_FLAGS = [
+    *(("--min-lung-focus-ratio", t, v) for t, v in [("0", 0.0), ("1.25", 1.25), (None, None)]),
+    *(("--max-hidden-lungs-auc", t, v) for t, v in [("0.5", 0.5), ("0.6", 0.6), ("1", 1.0), (None, None)]),
+]
+
+
+@pytest.mark.parametrize(("flag", "text", "value"), GOOD_FLAGS)
+def test_the_flag_parses(flag: str, text: str | None, value: float | None) -> None:
     from search.launch import parse_args
 
-    args = parse_args(["--trials", "1", *(["--min-lung-focus-ratio", text] if text is not None else [])])
-    assert args.min_lung_focus_ratio == value
+    args = parse_args(["--trials", "1", *([flag, text] if text is not None else [])])
+    assert getattr(args, flag.removeprefix("--").replace("-", "_")) == value
 
 
 @pytest.mark.parametrize(("value", "shown"), BAD, ids=[s for _, s in BAD])
@@ -126,25 +141,6 @@ def test_the_lungs_hidden_default_is_off_and_its_comment_is_a_valid_setting(tmp_
     config = tmp_path / "space.toml"
     config.write_text(text.replace("# max_hidden_lungs_auc = 0.6", "max_hidden_lungs_auc = 0.6"), encoding="utf-8")
     assert load_space(config).check().training.max_hidden_lungs_auc == 0.6
-
-
-@pytest.mark.parametrize("text", ["0.4", "1.5", "nan", "low", ""])
-def test_a_bad_lungs_hidden_flag_is_refused_by_the_parser(text: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from search.launch import parse_args
-
-    with pytest.raises(SystemExit) as info:
-        parse_args(["--trials", "1", "--max-hidden-lungs-auc", text])
-    assert info.value.code == 2
-    err = capsys.readouterr().err
-    assert f"argument --max-hidden-lungs-auc: `0.5 <= --max-hidden-lungs-auc <= 1` must hold, but got {text!r}" in err
-
-
-@pytest.mark.parametrize(("text", "value"), [("0.5", 0.5), ("0.6", 0.6), ("1", 1.0), (None, None)])
-def test_the_lungs_hidden_flag_parses(text: str | None, value: float | None) -> None:
-    from search.launch import parse_args
-
-    args = parse_args(["--trials", "1", *(["--max-hidden-lungs-auc", text] if text is not None else [])])
-    assert args.max_hidden_lungs_auc == value
 
 
 # --- the constraint value and its agreement with the ranking ---------------------------------
